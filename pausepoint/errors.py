@@ -1,0 +1,157 @@
+"""Every failure pausepoint can report, as a type, and the one place that ranks them.
+
+Messages say what failed (site, component, node, store, restore point), what it means for the
+operator (are nodes still paused? is there a usable backup?) and what to do next. They never
+contain a secret. Library code raises these; only ``cli.py`` maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import IntEnum
+
+
+class Severity(IntEnum):
+    """Higher outranks lower when one run fails in several ways (see ``most_severe``)."""
+
+    OTHER = 0
+    CAPTURE = 1
+    VERIFICATION = 2
+    PAUSE = 3
+    UNPAUSE = 4
+
+
+class PausepointError(Exception):
+    """Base of every error pausepoint raises on purpose."""
+
+    severity: Severity = Severity.OTHER
+    exit_code: int = 1
+
+
+# --- configuration and preflight -----------------------------------------------------------
+
+
+class ConfigError(PausepointError):
+    """The site file (or a restore target file) is missing or invalid."""
+
+    exit_code = 2
+
+
+class SecretError(ConfigError):
+    """A secret reference could not be resolved."""
+
+
+class PreflightError(PausepointError):
+    """A check before the pause failed; nothing was paused."""
+
+    exit_code = 3
+
+
+class StoreCheckError(PreflightError):
+    """A store cannot be backed up or restored as configured (unreachable, auth, tool missing)."""
+
+
+class ToolMissingError(StoreCheckError):
+    """An external program (pg_dump, mariadb-dump, ...) is not installed or not on PATH."""
+
+
+class NodeAlreadyPausedError(PreflightError):
+    """A node reports paused before this run paused it: someone else owns that pause."""
+
+
+class DiscoveryError(PreflightError):
+    """The admin targets of a component could not be discovered."""
+
+
+class ClockSkewError(PreflightError):
+    """The clock bound is too wide for the hold, or no NTP server answered."""
+
+
+# --- the pause window -----------------------------------------------------------------------
+
+
+class PauseError(PausepointError):
+    """Pausing failed. Nodes this run paused were unpaused (or an UnpauseError says otherwise)."""
+
+    severity = Severity.PAUSE
+    exit_code = 4
+
+
+class PauseStillPausedError(PauseError):
+    """TIMED_OUT_STILL_PAUSED: the node stays paused under an earlier pause someone else owns."""
+
+
+class UnpauseError(PausepointError):
+    """Some node may still be PAUSED. The most severe failure: production writes are blocked."""
+
+    severity = Severity.UNPAUSE
+    exit_code = 5
+
+
+class VerificationError(PausepointError):
+    """The pause window cannot be trusted (a node unpaused, restarted or the node set changed)."""
+
+    severity = Severity.VERIFICATION
+    exit_code = 6
+
+
+class LeaseError(PausepointError):
+    """A lease could not be written or read."""
+
+
+# --- capture, catalog, restore --------------------------------------------------------------
+
+
+class CaptureError(PausepointError):
+    """A store could not be captured; no restore point was registered."""
+
+    severity = Severity.CAPTURE
+    exit_code = 7
+
+
+class CatalogError(PausepointError):
+    """The catalog cannot be read or written."""
+
+    exit_code = 8
+
+
+class RestorePointNotFoundError(CatalogError):
+    """No registered restore point has that id."""
+
+
+class CorruptArtifactError(CatalogError):
+    """An artifact is missing, has the wrong size or a wrong checksum."""
+
+
+class IncompleteRestorePointError(CatalogError):
+    """A restore point lacks a component or store the site needs."""
+
+
+class RestoreError(PausepointError):
+    """Restoring failed."""
+
+    exit_code = 9
+
+
+class TargetNotEmptyError(RestoreError):
+    """The restore target already holds data and replacing it was not asked for."""
+
+
+class FingerprintMismatchError(RestoreError):
+    """The restored data differs from what was captured."""
+
+
+def most_severe(errors: Iterable[BaseException]) -> BaseException | None:
+    """Return the failure to report when one run failed in several ways.
+
+    Ranking (highest first): unpause > pause > verification > capture > anything else; ties keep
+    the first raised. The others are attached as notes so nothing is lost from the report.
+    """
+    found = [e for e in errors if e is not None]
+    if not found:
+        return None
+    worst = max(found, key=lambda e: getattr(e, "severity", Severity.OTHER))
+    for other in found:
+        if other is not worst:
+            worst.add_note(f"also: {type(other).__name__}: {other}")
+    return worst

@@ -1,0 +1,189 @@
+"""The site: one ScalarDL deployment to protect, as validated pydantic models.
+
+A site file is YAML. Models refuse bad input when built, and ``load_site`` turns pydantic's
+errors into one ConfigError that names each field, what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pausepoint.errors import ConfigError
+from pausepoint.stores import StoreConfig
+
+_HOSTPORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+
+
+class Target(BaseModel):
+    """One node's admin endpoint."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    port: int = Field(gt=0, lt=65536)
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        m = _HOSTPORT.match(text.strip())
+        if not m:
+            raise ValueError(f"{text!r} is not host:port (for example 127.0.0.1:50053)")
+        return cls(host=m["host"].strip("[]"), port=int(m["port"]))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class TlsSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ca_cert: Path = Field(description="PEM file of the CA that signed the nodes' certificates")
+    authority: str | None = Field(None, description="override the TLS authority (server name)")
+
+
+class TargetSource(BaseModel):
+    """How to find a component's nodes: a static list and/or a DNS SRV record."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    static: list[Target] = Field(default_factory=list)
+    srv: str | None = Field(None, description="DNS SRV name, e.g. _scalardl-admin._tcp.ledger")
+    tls: TlsSettings | None = None
+
+    @field_validator("static", mode="before")
+    @classmethod
+    def _parse_hostports(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [Target.parse(v) if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _some_source(self) -> TargetSource:
+        if not self.static and not self.srv:
+            raise ValueError("give the admin endpoints: 'static: [host:port, ...]' or 'srv: NAME'")
+        if len(set(self.static)) != len(self.static):
+            raise ValueError("a node is listed twice in 'static'; list each admin endpoint once")
+        return self
+
+
+class Component(BaseModel):
+    """ledger or auditor: the nodes to pause and the stores that hold its data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    targets: TargetSource
+    stores: list[StoreConfig] = Field(min_length=1)
+
+
+class PauseSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_hold_ms: int = Field(
+        0, ge=0, le=600_000, description="raise the derived hold to at least this; never lowers it"
+    )
+    drain_timeout_ms: int = Field(
+        30_000, gt=0, le=600_000, description="max_pause_wait_time sent with Pause"
+    )
+    call_timeout_ms: int = Field(5_000, gt=0, le=120_000, description="deadline of one admin call")
+    unpause_attempts: int = Field(3, ge=1, le=20)
+    unpause_backoff_ms: int = Field(200, ge=0, le=60_000)
+    lease_margin_ms: int = Field(30_000, ge=0, le=3_600_000)
+    # Open-capture steps must finish inside the window; beyond this the backup is abandoned.
+    open_capture_timeout_ms: int = Field(10_000, gt=0, le=600_000)
+
+
+class ClockSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ntp_servers: list[str] = Field(default_factory=list, description="host or host:port")
+    timeout_s: float = Field(2.0, gt=0, le=30)
+    # PITR stores need the gate; snapshot-only sites record the bound if measurable.
+    required: bool = False
+
+
+class CatalogSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Path = Field(description="catalog directory (restore points, artifacts, leases)")
+
+
+class Site(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    site: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="the site's name")
+    catalog: CatalogSettings
+    pause: PauseSettings = PauseSettings()
+    clock: ClockSettings = ClockSettings()
+    ledger: Component
+    auditor: Component | None = None
+
+    @model_validator(mode="after")
+    def _unique_store_names(self) -> Site:
+        seen: set[str] = set()
+        for _, store in self.stores():
+            if store.name in seen:
+                raise ValueError(f"store name {store.name!r} is used twice; names must be unique")
+            seen.add(store.name)
+        return self
+
+    def components(self) -> dict[str, Component]:
+        out = {"ledger": self.ledger}
+        if self.auditor is not None:
+            out["auditor"] = self.auditor
+        return out
+
+    def stores(self) -> list[tuple[str, Any]]:
+        """(component name, store config) for every store of the site."""
+        return [(name, s) for name, comp in self.components().items() for s in comp.stores]
+
+    def needs_pause(self) -> bool:
+        """False only when the whole site lives in ONE transactional store (FACTS.md §3)."""
+        stores = [s for _, s in self.stores()]
+        return not (len(stores) == 1 and type(stores[0]).transactional)
+
+
+def _explain(err: ValidationError, source: str) -> str:
+    lines = [f"{source} is not a valid site file:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "missing":
+            msg = "is required; add it"
+        elif e["type"] == "extra_forbidden":
+            msg = "is not a known setting; check its spelling and indentation"
+        lines.append(f"  - {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_site(data: Any, source: str = "site") -> Site:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source} must be a YAML mapping with 'site:', 'catalog:', 'ledger:'")
+    try:
+        return Site.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_explain(err, source)) from None
+
+
+def load_site(path: str | Path) -> Site:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read site file {path}: {exc.strerror}; check the path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"site file {path} is not valid YAML{where}: fix the syntax") from None
+    site = parse_site(data, source=f"site file {path}")
+    # A relative catalog path is relative to the site file, not to wherever pausepoint runs.
+    if not site.catalog.path.is_absolute():
+        site = site.model_copy(
+            update={"catalog": CatalogSettings(path=(path.parent / site.catalog.path).resolve())}
+        )
+    return site

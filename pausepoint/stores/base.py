@@ -1,0 +1,139 @@
+"""The store protocol: what every database kind offers, so flows never branch on kind.
+
+Lifecycle of one backup, per store:
+
+    store.check()                      preflight, before any pause; raises StoreCheckError
+    handle = store.open_capture(dir)   INSIDE the pause window; short, independent of data size;
+                                       returns once the snapshot is ESTABLISHED
+    capture = store.finish_capture(handle)   AFTER unpause: copies the snapshot into ``dir``,
+                                       records artifacts (size, sha256), fingerprint, versions
+    store.abort_capture(handle)        on any failure: kills helpers, releases the snapshot
+
+Restore, per store:
+
+    store.check_restore_target(capture, replace)   refuses a non-empty target unless replace
+    store.restore(capture, source_dir, replace)    brings the target back to the captured state
+    store.fingerprint(tables)                      of the live database, compared afterwards
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from pausepoint.secrets import SecretRef
+
+
+class StoreConfigBase(BaseModel):
+    """Fields every store kind has. Each kind subclasses this with ``kind: Literal[...]``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="unique within the site")
+    kind: str
+    # True when the database alone gives a transactionally consistent snapshot (PostgreSQL,
+    # MySQL). A site whose components all live in ONE such store needs no pause.
+    transactional: ClassVar[bool] = True
+
+
+class Artifact(BaseModel):
+    """One file a capture wrote, relative to the store's capture directory."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    size: int
+    sha256: str
+
+
+class TableFingerprint(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    rows: int
+    hash: str  # order-independent content hash, hex
+
+
+Fingerprint = dict[str, TableFingerprint]  # "schema.table" -> fingerprint
+
+
+class StoreCapture(BaseModel):
+    """What one store contributed to a restore point (goes into the manifest)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    kind: str
+    method: str  # e.g. "pg_dump-directory", "mariadb-dump-single-transaction", "pitr"
+    artifacts: list[Artifact] = []
+    fingerprint: Fingerprint = {}
+    tool_versions: dict[str, str] = {}
+    snapshot_established_at: datetime | None = None
+    pitr_timestamp: datetime | None = None
+    details: dict[str, Any] = {}
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(a.size for a in self.artifacts)
+
+
+C = TypeVar("C", bound=StoreConfigBase)
+
+# Progress reporting: (store name, bytes copied so far). Called from copying threads.
+ProgressFn = Callable[[str, int], None]
+# Resolves a store's secret reference to its value (see pausepoint.secrets.SecretResolver).
+ResolveFn = Callable[[SecretRef | None], SecretStr | None]
+
+
+class CaptureHandle(ABC):
+    """State held between open_capture and finish_capture (open snapshot, running dump)."""
+
+    opened_at: datetime
+
+
+class Store(ABC, Generic[C]):
+    """One database of a component. Subclasses implement the primitives of their kind."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, config: C, resolve: ResolveFn):
+        self.config = config
+        self._resolve = resolve
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @abstractmethod
+    def check(self) -> dict[str, Any]:
+        """Preflight: connect, check tools, versions and permissions. Returns facts to log."""
+
+    @abstractmethod
+    def open_capture(self, workdir: Path) -> CaptureHandle:
+        """Establish the snapshot. Runs inside the pause window: must be short."""
+
+    @abstractmethod
+    def finish_capture(
+        self, handle: CaptureHandle, progress: ProgressFn | None = None
+    ) -> StoreCapture:
+        """Copy the established snapshot into the handle's workdir and describe it."""
+
+    @abstractmethod
+    def abort_capture(self, handle: CaptureHandle) -> None:
+        """Release everything open_capture holds. Safe to call twice and after finish."""
+
+    @abstractmethod
+    def check_restore_target(self, capture: StoreCapture, replace: bool) -> None:
+        """Raise TargetNotEmptyError when the target holds data and replace is False."""
+
+    @abstractmethod
+    def restore(self, capture: StoreCapture, source_dir: Path, replace: bool) -> None:
+        """Bring this store (the restore target) back to the captured state."""
+
+    @abstractmethod
+    def fingerprint(self, tables: list[str] | None = None) -> Fingerprint:
+        """Row count and order-independent hash per table of the live database."""

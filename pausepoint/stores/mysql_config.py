@@ -1,0 +1,24 @@
+"""Site-file settings of a MySQL or MariaDB store."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pausepoint.secrets import SecretRef
+from pausepoint.stores.base import StoreConfigBase
+
+
+class MysqlConfig(StoreConfigBase):
+    kind: Literal["mysql"] = "mysql"
+    host: str = "127.0.0.1"
+    port: int = Field(3306, gt=0, lt=65536)
+    user: str
+    password: SecretRef | None = None
+    databases: list[str] = Field(min_length=1, description="databases (ScalarDB namespaces)")
+    database_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="restore only: captured database name -> name to restore it as",
+    )
+    bin_dir: str | None = Field(None, description="folder of mariadb-dump/mysqldump; default: PATH")
