@@ -1,0 +1,57 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+export UV_CACHE_DIR := $(CURDIR)/.cache/uv
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+export PREFECT_HOME := $(CURDIR)/.cache/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+UV := $(CURDIR)/.cache/bin/uv
+VENV := $(CURDIR)/.venv
+
+.PHONY: help setup servers test test-unit lint demo bench proto clean
+
+help:
+	@echo "make demo   - back up and restore a local site on real PostgreSQL and MariaDB"
+	@echo "make test   - install everything and run the whole test suite"
+	@echo "make lint   - ruff check and format check"
+	@echo "make bench  - benchmarks; results in BENCHMARKS.md"
+
+$(UV):
+	@mkdir -p $(CURDIR)/.cache/bin
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.cache/uv-pkg uv==$(UV_VERSION)
+	ln -sf $(CURDIR)/.cache/uv-pkg/bin/uv $(UV)
+
+# The lock file pins every dependency; --frozen refuses to run with a stale lock.
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+setup: $(VENV)/.synced
+
+servers:
+	bash scripts/install-servers.sh
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup servers
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+test-unit: setup
+	$(VENV)/bin/pytest tests/unit
+
+demo: setup servers
+	$(VENV)/bin/python -m demo.run
+
+bench: setup servers
+	$(VENV)/bin/python -m bench.run
+
+proto: setup
+	$(VENV)/bin/python scripts/gen_proto.py
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache var
