@@ -1,0 +1,50 @@
+"""Suite-wide fixtures. Servers start once per session and only when a test asks for them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import servers
+
+
+@pytest.fixture(scope="session")
+def servers_dir() -> Iterator[Path]:
+    """A private directory for the servers' data. Not pytest's tmp_path: that one is 0700 and
+    PostgreSQL runs as the `postgres` user, which must be able to traverse into it."""
+    path = Path(tempfile.mkdtemp(prefix="pausepoint-servers-"))
+    path.chmod(0o711)
+    yield path
+    if not os.environ.get("PAUSEPOINT_KEEP_SERVERS"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(servers_dir: Path) -> Iterator[servers.PostgresServer]:
+    """A private PostgreSQL (superuser `postgres`, password servers.PASSWORD) on a free port."""
+    try:
+        server = servers.start_postgres(servers_dir / "postgres")
+    except servers.ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mysql_server(servers_dir: Path) -> Iterator[servers.MysqlServer]:
+    """A private MariaDB (user `root`, password servers.PASSWORD) on a free port."""
+    try:
+        server = servers.start_mariadb(servers_dir / "mariadb")
+    except servers.ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()

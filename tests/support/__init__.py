@@ -1,0 +1,1 @@
+"""Test-only helpers: private database servers, builders. Never imported by pausepoint."""
