@@ -1,0 +1,125 @@
+"""The backup flow: the guide's procedure, one task per step.
+
+    load site -> preflight (stores, admin targets, clock)             in parallel
+              -> begin restore point
+              -> pause every node                                      (one task, parallel calls)
+              -> open_capture on every store                           in parallel
+              -> hold; CheckPaused on every node; node set unchanged
+              -> unpause every node (always)
+              -> finish_capture on every store                         in parallel
+              -> register restore point, publish it
+
+Any failure registers nothing and sweeps the run's files; unpause failures outrank pause
+failures, which outrank verification failures (pausepoint.errors.most_severe).
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.futures import wait
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from pausepoint.backup import BackupRun
+from pausepoint.errors import CaptureError, most_severe
+from tasks.backup_steps import (
+    begin_point,
+    check_nodes,
+    check_store,
+    derive_hold,
+    finish_capture,
+    hold_and_verify,
+    measure_clock,
+    open_capture,
+    pause_nodes,
+    register_point,
+    unpause_nodes,
+)
+from tasks.reporting import publish_restore_point
+from tasks.site_steps import connect, load_site
+
+
+def _results(futures) -> list[BaseException]:
+    errors: list[BaseException] = []
+    for f in futures:
+        try:
+            f.result()
+        except BaseException as exc:  # collect every failure; the worst is chosen later
+            errors.append(exc)
+    return errors
+
+
+def _preflight(run: BackupRun) -> None:
+    futures = [check_store.submit(run, slot) for slot in run.slots]
+    if run.needs_pause:
+        futures.append(check_nodes.submit(run))
+    futures.append(measure_clock.submit(run))
+    errors = _results(futures)
+    if errors:
+        raise most_severe(errors)  # type: ignore[misc]
+
+
+def _open_captures(run: BackupRun) -> list[BaseException]:
+    futures = [open_capture.submit(run, slot) for slot in run.slots]
+    limit = run.site.pause.open_capture_timeout_ms / 1000
+    done, not_done = wait(futures, timeout=limit)
+    errors = _results(done)
+    if not_done:
+        errors.append(
+            CaptureError(
+                f"{len(not_done)} store(s) did not establish their snapshot within "
+                f"pause.open_capture_timeout_ms={run.site.pause.open_capture_timeout_ms}; the "
+                "nodes are being unpaused and no restore point is registered. Check the "
+                "stores' load and connectivity, or raise the limit."
+            )
+        )
+    return errors
+
+
+@flow(
+    name="backup",
+    description="Pause a ScalarDL site, capture every store, register a restore point.",
+)
+def backup(site_file: str) -> str:
+    """Back up the site described by ``site_file``; returns the restore point id."""
+    logger = get_run_logger()
+    site = load_site(site_file)
+    client, resolver, catalog = connect(site)
+    run = BackupRun.prepare(site, catalog, client, resolver, flow_run_id=flow_run.get_id())
+    try:
+        _preflight(run)
+        hold = derive_hold(run)
+        begin_point(run)
+        errors: list[BaseException] = []
+        if run.needs_pause:
+            try:
+                pause_nodes(run)
+                errors += _open_captures(run)
+                if not errors:
+                    hold_and_verify(run, hold)
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                try:
+                    unpause_nodes(run)
+                except BaseException as exc:
+                    errors.append(exc)
+        else:
+            logger.info("the whole site lives in one transactional store: no pause is needed")
+            errors += _open_captures(run)
+        if errors:
+            raise run.fail(errors)
+        errors = _results([finish_capture.submit(run, slot) for slot in run.slots])
+        if errors:
+            raise run.fail(errors)
+        point = register_point(run)
+        publish_restore_point(point)
+        return point.id
+    except BaseException as exc:
+        # Anything that failed before registration leaves nothing staged behind.
+        if run.pending is not None and run.point is None and not run.failed:
+            run.fail([exc])
+        raise
+    finally:
+        if client is not None:
+            client.close()

@@ -1,0 +1,196 @@
+"""One backup run of a site, as steps the backup flow calls one task each.
+
+``BackupRun`` holds what the steps share (the site, its opened stores, the pause session, the
+pending restore point) and owns the rules that are not Prefect's business: how long to hold,
+which failure to report, what a restore point records. The order of the steps lives in
+``flows/backup.py`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+from pausepoint.admin.client import AdminClient
+from pausepoint.admin.site_client import discover_nodes
+from pausepoint.catalog import Catalog, PendingPoint
+from pausepoint.catalog.manifest import ComponentRecord, RestorePoint
+from pausepoint.clock import ClockBound, check_gate, required_hold_ms
+from pausepoint.errors import CaptureError, PausepointError, most_severe
+from pausepoint.secrets import SecretResolver
+from pausepoint.site import Site
+from pausepoint.stores import open_store
+from pausepoint.stores.base import CaptureHandle, Store, StoreCapture
+from pausepoint.window import PauseSession, no_pause_record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StoreSlot:
+    """One store of the run: where it belongs, its driver, and its capture as it progresses."""
+
+    component: str
+    store: Store
+    workdir: Path | None = None
+    handle: CaptureHandle | None = None
+    capture: StoreCapture | None = None
+
+
+@dataclass
+class BackupRun:
+    site: Site
+    catalog: Catalog
+    client: AdminClient | None
+    resolver: SecretResolver
+    flow_run_id: str | None = None
+    slots: list[StoreSlot] = field(default_factory=list)
+    session: PauseSession | None = None
+    pending: PendingPoint | None = None
+    clock: ClockBound | None = None
+    point: RestorePoint | None = None
+    failed: bool = False
+
+    @classmethod
+    def prepare(
+        cls,
+        site: Site,
+        catalog: Catalog,
+        client: AdminClient | None,
+        resolver: SecretResolver,
+        flow_run_id: str | None = None,
+    ) -> BackupRun:
+        run = cls(
+            site=site, catalog=catalog, client=client, resolver=resolver, flow_run_id=flow_run_id
+        )
+        run.slots = [StoreSlot(comp, open_store(cfg, resolver)) for comp, cfg in site.stores()]
+        return run
+
+    # --- preflight -------------------------------------------------------------------------
+
+    @property
+    def needs_pause(self) -> bool:
+        return self.site.needs_pause()
+
+    def open_session(self) -> PauseSession:
+        assert self.client is not None, "a site that needs a pause needs an admin client"
+        self.session = PauseSession(
+            site=self.site.site,
+            node_set=discover_nodes(self.site),
+            client=self.client,
+            settings=self.site.pause,
+            rediscover=lambda: discover_nodes(self.site),
+        )
+        return self.session
+
+    def hold_ms(self) -> int:
+        """The derived hold (see clock.required_hold_ms), gated by the measured clock bound."""
+        # Snapshot stores only need the window to cover open_capture, which the flow awaits
+        # before holding; PITR stores (later) contribute their timestamp granularity here.
+        granularity = [getattr(s.store, "pitr_granularity_ms", None) for s in self.slots]
+        pitr = [g for g in granularity if g is not None]
+        hold = required_hold_ms(
+            self.clock if pitr else None,
+            max(pitr) if pitr else None,
+            self.site.pause.min_hold_ms,
+            0,
+        )
+        if pitr:
+            if self.clock is None:
+                from pausepoint.errors import ClockSkewError
+
+                raise ClockSkewError(
+                    f"site {self.site.site!r} has point-in-time stores but no clock bound: "
+                    "configure clock.ntp_servers so the restore point's time can be trusted"
+                )
+            check_gate(self.clock, hold)
+        return hold
+
+    # --- capture ---------------------------------------------------------------------------
+
+    def begin(self) -> PendingPoint:
+        self.pending = self.catalog.begin_point(self.site.site)
+        for slot in self.slots:
+            slot.workdir = self.pending.store_dir(slot.component, slot.store.name)
+        return self.pending
+
+    def open_capture(self, slot: StoreSlot) -> None:
+        assert slot.workdir is not None
+        try:
+            slot.handle = slot.store.open_capture(slot.workdir)
+        except PausepointError:
+            raise
+        except Exception as exc:
+            raise CaptureError(
+                f"store {slot.store.name!r} ({slot.component}): could not open its snapshot: "
+                f"{type(exc).__name__}: {exc}. No restore point was registered."
+            ) from exc
+
+    def finish_capture(self, slot: StoreSlot, progress=None) -> StoreCapture:
+        assert slot.handle is not None
+        try:
+            slot.capture = slot.store.finish_capture(slot.handle, progress)
+        except PausepointError:
+            raise
+        except Exception as exc:
+            raise CaptureError(
+                f"store {slot.store.name!r} ({slot.component}): copying its snapshot failed: "
+                f"{type(exc).__name__}: {exc}. No restore point was registered."
+            ) from exc
+        finally:
+            slot.store.abort_capture(slot.handle)
+        return slot.capture
+
+    # --- failure and registration ----------------------------------------------------------
+
+    def fail(self, errors: list[BaseException]) -> BaseException:
+        """Release every snapshot, sweep the staging files, and return the error to raise."""
+        self.failed = True
+        for slot in self.slots:
+            if slot.handle is not None:
+                try:
+                    slot.store.abort_capture(slot.handle)
+                except Exception as exc:  # keep going: every snapshot must be released
+                    errors.append(exc)
+        if self.pending is not None:
+            try:
+                self.catalog.discard(self.pending)
+            except Exception as exc:
+                errors.append(exc)
+        worst = most_severe(errors)
+        assert worst is not None
+        return worst
+
+    def register(self) -> RestorePoint:
+        assert self.pending is not None
+        if self.session is not None:
+            window = self.session.record()
+        else:
+            opened = [s.handle.opened_at for s in self.slots if s.handle is not None]
+            window = no_pause_record(min(opened) if opened else datetime.now(UTC))
+        components: dict[str, ComponentRecord] = {}
+        for name in self.site.components():
+            targets = (
+                []
+                if self.session is None
+                else [str(t) for t in self.session.node_set.get(name, [])]
+            )
+            captures = [s.capture for s in self.slots if s.component == name]
+            assert all(c is not None for c in captures), "register() before every capture finished"
+            components[name] = ComponentRecord(targets=targets, stores=captures)  # type: ignore[arg-type]
+        point = RestorePoint(
+            id=self.pending.id,
+            site=self.site.site,
+            created_at=datetime.now(UTC),
+            flow_run_id=self.flow_run_id,
+            pausepoint_version=version("pausepoint"),
+            window=window,
+            clock=self.clock.to_record() if self.clock else None,
+            components=components,
+        )
+        self.catalog.register(self.pending, point)
+        self.point = point
+        return point

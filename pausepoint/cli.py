@@ -1,0 +1,131 @@
+"""`pausepoint` command: the same flows as the deployments, run without a standing server.
+
+The presentation layer: parse flags, call a flow (or the catalog), print the result, map error
+types to exit codes. It is the one module of this package that reaches up to flows/, and it
+imports them lazily, so the rest of ``pausepoint`` stays free of Prefect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from pausepoint.errors import PausepointError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pausepoint", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("backup", help="pause the site, capture every store, register a point")
+    b.add_argument("--site", required=True, help="site file (YAML)")
+
+    r = sub.add_parser("restore", help="restore every component of a site to one point")
+    r.add_argument("--site", required=True, help="site file (YAML)")
+    r.add_argument("--point", required=True, help="restore point id (see `points list`)")
+    r.add_argument("--target", help="restore target file: per-store settings to restore into")
+    r.add_argument("--replace", action="store_true", help="drop existing data in the targets")
+
+    pts = sub.add_parser("points", help="list or show registered restore points")
+    pts_sub = pts.add_subparsers(dest="points_command", required=True)
+    pl = pts_sub.add_parser("list", help="restore points of a site, newest first")
+    pl.add_argument("--site", required=True)
+    pl.add_argument("--json", action="store_true")
+    ps = pts_sub.add_parser("show", help="one restore point")
+    ps.add_argument("point")
+    ps.add_argument("--site", required=True)
+    ps.add_argument("--json", action="store_true")
+
+    u = sub.add_parser("unpause", help="emergency: unpause every node of the site")
+    u.add_argument("--site", required=True)
+    return p
+
+
+def _points(args: argparse.Namespace) -> int:
+    from pausepoint.catalog import open_catalog
+    from pausepoint.report import restore_point_markdown
+    from pausepoint.site import load_site
+
+    site = load_site(args.site)
+    catalog = open_catalog(site.catalog)
+    if args.points_command == "list":
+        points = catalog.list_points(site.site)
+        if args.json:
+            print(json.dumps([p.model_dump(mode="json") for p in points], indent=2))
+            return 0
+        if not points:
+            print(f"site {site.site}: no restore points in {site.catalog.path}")
+        for p in points:
+            stores = sum(len(c.stores) for c in p.components.values())
+            size = sum(s.total_bytes for c in p.components.values() for s in c.stores)
+            print(
+                f"{p.id}  mid {p.window.mid.isoformat()}  stall {p.window.write_stall_ms:7.1f} ms"
+                f"  {'+'.join(p.components)}  {stores} stores  {size / 1e6:,.1f} MB"
+            )
+        return 0
+    point = catalog.get_point(site.site, args.point)
+    print(point.model_dump_json(indent=2) if args.json else restore_point_markdown(point))
+    return 0
+
+
+def _unpause(args: argparse.Namespace) -> int:
+    from pausepoint.admin.site_client import admin_client, discover_nodes
+    from pausepoint.site import load_site
+    from pausepoint.window import PauseSession, _nodes
+
+    site = load_site(args.site)
+    node_set = discover_nodes(site)
+    client = admin_client(site)
+    session = PauseSession(site.site, node_set, client, site.pause)
+    session.paused = set(_nodes(node_set))
+    try:
+        session.unpause_all()
+    finally:
+        client.close()
+    print(f"site {site.site}: unpaused {len(node_set)} component(s)")
+    return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "backup":
+        from flows.backup import backup
+        from pausepoint.catalog import open_catalog
+        from pausepoint.report import restore_point_markdown
+        from pausepoint.site import load_site
+
+        point_id = backup(site_file=args.site)
+        site = load_site(args.site)
+        print(restore_point_markdown(open_catalog(site.catalog).get_point(site.site, point_id)))
+        print(f"\nrestore point: {point_id}")
+        return 0
+    if args.command == "restore":
+        from flows.restore import restore
+
+        result = restore(
+            site_file=args.site, point_id=args.point, target_file=args.target, replace=args.replace
+        )
+        for name, ok, detail in result["checks"]:
+            print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
+        print(f"\nrestored point {result['point']}")
+        return 0
+    if args.command == "points":
+        return _points(args)
+    if args.command == "unpause":
+        return _unpause(args)
+    raise AssertionError(args.command)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        code = run(argv)
+    except PausepointError as exc:
+        print(f"pausepoint: error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Human-readable summaries of a restore point and of a restore (markdown), shared by the
+Prefect artifacts and the CLI."""
+
+from __future__ import annotations
+
+from pausepoint.catalog.manifest import RestorePoint
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.2f} MB"
+
+
+def restore_point_markdown(point: RestorePoint) -> str:
+    w = point.window
+    lines = [
+        f"# Restore point `{point.id}`",
+        "",
+        f"Site **{point.site}**, created {point.created_at:%Y-%m-%d %H:%M:%S.%f} UTC",
+        "",
+    ]
+    if w.paused:
+        lines += [
+            "| pause window | |",
+            "|---|---|",
+            f"| start (last node paused) | {w.start.isoformat()} |",
+            f"| end (first unpause sent) | {w.end.isoformat()} |",
+            f"| mid-time | {w.mid.isoformat()} |",
+            f"| window length | {w.length_ms:.1f} ms (hold {w.hold_ms} ms) |",
+            f"| drain | {w.drain_ms:.1f} ms |",
+            f"| unpause | {w.unpause_ms:.1f} ms |",
+            f"| **write stall** | **{w.write_stall_ms:.1f} ms** |",
+        ]
+    else:
+        lines.append(
+            "No pause was needed: the whole site lives in one transactional database, "
+            f"whose snapshot at {w.start.isoformat()} is the restore point."
+        )
+    if point.clock:
+        c = point.clock
+        lines += [
+            "",
+            f"Clock: offset {c.offset_s * 1000:+.1f} ms ± {c.uncertainty_s * 1000:.1f} ms "
+            f"(NTP {c.server})",
+        ]
+    lines += [
+        "",
+        "| component | store | kind | method | size | artifacts | tables | rows |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for comp, rec in point.components.items():
+        for s in rec.stores:
+            rows = sum(f.rows for f in s.fingerprint.values())
+            lines.append(
+                f"| {comp} | {s.name} | {s.kind} | {s.method} | {_mb(s.total_bytes)} | "
+                f"{len(s.artifacts)} | {len(s.fingerprint)} | {rows} |"
+            )
+    lines += ["", "Artifacts (sha256):", ""]
+    for comp, rec in point.components.items():
+        for s in rec.stores:
+            for a in s.artifacts:
+                lines.append(f"- `{comp}/{s.name}/{a.path}` {a.size} B `{a.sha256}`")
+    return "\n".join(lines)
+
+
+def restore_markdown(point: RestorePoint, checks: list[tuple[str, bool, str]]) -> str:
+    """checks: (name, passed, detail) in the order they ran."""
+    lines = [
+        f"# Restore of `{point.id}` (site {point.site})",
+        "",
+        f"Restore point mid-time {point.window.mid.isoformat()}",
+        "",
+        "| check | result | detail |",
+        "|---|---|---|",
+    ]
+    for name, ok, detail in checks:
+        lines.append(f"| {name} | {'PASS' if ok else 'FAIL'} | {detail} |")
+    return "\n".join(lines)

@@ -1,0 +1,343 @@
+"""The pause window: pause every node, hold, verify, unpause every node.
+
+Follows the shape of scalar-admin-for-kubernetes' PauseService: every step runs, unpause always
+runs for the nodes this session paused, each failure keeps its own type, and
+``pausepoint.errors.most_severe`` picks what to report (unpause > pause > verification).
+
+Rules that keep production safe:
+- refuse to start when any node already reports paused (someone else owns that pause);
+- on a pause failure unpause exactly the nodes this run paused, plus nodes whose Pause outcome is
+  unknown (our deadline passed; the pause may still land and it would be ours);
+- never unpause a node that answered TIMED_OUT_STILL_PAUSED or PAUSE_IN_PROGRESS: the closed gate
+  belongs to another caller's pause;
+- before closing the window, every node must still report paused and the node set must be the
+  one we paused (a node that restarted comes back unpaused and accepts writes).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from pausepoint.admin.client import AdminCallError, AdminClient, Reason
+from pausepoint.admin.fanout import call_all
+from pausepoint.catalog.manifest import PauseWindowRecord, TimelineEvent
+from pausepoint.errors import (
+    NodeAlreadyPausedError,
+    PauseError,
+    PauseStillPausedError,
+    PreflightError,
+    UnpauseError,
+    VerificationError,
+)
+from pausepoint.site import PauseSettings, Target
+
+log = logging.getLogger(__name__)
+
+# component name -> its admin targets
+NodeSet = dict[str, list[Target]]
+Discover = Callable[[], NodeSet]
+
+# Pause outcomes after which the gate may be closed by US and must be reopened.
+_OURS_IF_FAILED = {Reason.DEADLINE}
+
+
+@dataclass(frozen=True)
+class Node:
+    component: str
+    target: Target
+
+    def __str__(self) -> str:
+        return f"{self.component}/{self.target}"
+
+
+def _nodes(node_set: NodeSet) -> list[Node]:
+    return [Node(c, t) for c, targets in node_set.items() for t in targets]
+
+
+def _describe(nodes: list[Node]) -> str:
+    return ", ".join(str(n) for n in nodes)
+
+
+@dataclass
+class PauseSession:
+    """One pause of a whole site. Not reusable: build one per backup run."""
+
+    site: str
+    node_set: NodeSet
+    client: AdminClient
+    settings: PauseSettings
+    rediscover: Discover | None = None
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    timeline: list[TimelineEvent] = field(default_factory=list)
+    paused: set[Node] = field(default_factory=set)  # nodes whose gate we (may) hold
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _first_pause_sent: float | None = None
+    _window_start: datetime | None = None
+    _window_start_mono: float | None = None
+    _window_end: datetime | None = None
+    _first_unpause_sent_mono: float | None = None
+    _last_unpause_mono: float | None = None
+    _unpaused: bool = False
+    hold_ms: int = 0
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[Node]:
+        return _nodes(self.node_set)
+
+    @property
+    def _timeout_s(self) -> float:
+        return self.settings.call_timeout_ms / 1000
+
+    def _event(self, node: Node, event: str, at: datetime | None = None, detail: str | None = None):
+        with self._lock:
+            self.timeline.append(
+                TimelineEvent(
+                    at=at or self.now(),
+                    component=node.component,
+                    node=str(node.target),
+                    event=event,
+                    detail=detail,  # type: ignore[arg-type]
+                )
+            )
+
+    # --- preflight -----------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Every node reachable and unpaused. Raises PreflightError; pauses nothing."""
+        if not self.nodes:
+            raise PreflightError(f"site {self.site!r} has no admin targets to pause")
+        results = call_all(
+            self.nodes, lambda n: self.client.check_paused(n.target, timeout_s=self._timeout_s)
+        )
+        unreachable = [(n, r.error) for n, r in results.items() if r.error is not None]
+        if unreachable:
+            detail = "; ".join(f"{n}: {e}" for n, e in unreachable)
+            raise PreflightError(
+                f"site {self.site!r}: cannot reach the admin endpoint of "
+                f"{_describe([n for n, _ in unreachable])} ({detail}). Nothing was paused. Check "
+                "that the node runs and its admin port (Ledger default 50053) is reachable, or "
+                "fix the target list in the site file."
+            )
+        already = [n for n, r in results.items() if r.value]
+        if already:
+            raise NodeAlreadyPausedError(
+                f"site {self.site!r}: {_describe(already)} already report PAUSED before this run "
+                "paused anything; another backup or an operator owns that pause. Nothing was "
+                "paused. Wait for it to end (or, if it was left behind, run the watchdog or "
+                "`pausepoint unpause`), then retry."
+            )
+
+    # --- pause ---------------------------------------------------------------------------
+
+    def pause_all(self) -> None:
+        """Pause every node in parallel. On any failure, roll back and raise PauseError."""
+
+        def pause(node: Node) -> None:
+            self._event(node, "pause_sent")
+            self.client.pause(
+                node.target,
+                wait_outstanding=True,
+                max_pause_wait_ms=self.settings.drain_timeout_ms,
+                # The drain may take up to drain_timeout; our deadline must outlast it.
+                timeout_s=self.settings.drain_timeout_ms / 1000 + self._timeout_s,
+            )
+
+        self._first_pause_sent = time.monotonic()
+        results = call_all(self.nodes, pause)
+        failed: list[tuple[Node, BaseException]] = []
+        for node, r in results.items():
+            if r.error is None:
+                self.paused.add(node)
+                self._event(node, "pause_confirmed", at=r.returned_at)
+            else:
+                failed.append((node, r.error))
+                reason = getattr(r.error, "reason", None)
+                self._event(node, "pause_failed", at=r.returned_at, detail=str(reason))
+                if reason in _OURS_IF_FAILED:
+                    self.paused.add(node)
+        if not failed:
+            last = max(results.values(), key=lambda r: r.returned_mono)
+            self._window_start = last.returned_at
+            self._window_start_mono = last.returned_mono
+            log.info("paused %d nodes of site %s", len(self.paused), self.site)
+            return
+        raise self._pause_failure(failed)
+
+    def _pause_failure(self, failed: list[tuple[Node, BaseException]]) -> PauseError:
+        still = [
+            n for n, e in failed if getattr(e, "reason", None) == Reason.TIMED_OUT_STILL_PAUSED
+        ]
+        parts = []
+        for node, err in failed:
+            if isinstance(err, AdminCallError):
+                parts.append(f"{node}: {err.reason} ({err.code}) {err.detail}")
+            else:
+                parts.append(f"{node}: {type(err).__name__}: {err}")
+        detail = "; ".join(parts)
+        if still:
+            cls: type[PauseError] = PauseStillPausedError
+            advice = (
+                f"{_describe(still)} stay paused under an EARLIER pause that another caller owns; "
+                "pausepoint did not unpause them (that would revoke the other pause). Find the "
+                "owner (another backup, an operator), let it finish, then retry."
+            )
+        else:
+            cls = PauseError
+            advice = (
+                "nodes this run paused are being unpaused; no backup was taken. Check the failed "
+                "nodes (running? admin port reachable? in-flight requests that drain slower than "
+                "pause.drain_timeout_ms?) and retry."
+            )
+        return cls(f"site {self.site!r}: pause failed on {len(failed)} node(s): {detail}. {advice}")
+
+    # --- hold and verify -------------------------------------------------------------------
+
+    @property
+    def window_started(self) -> bool:
+        return self._window_start is not None
+
+    def elapsed_ms(self) -> float:
+        if self._window_start_mono is None:
+            return 0.0
+        return (time.monotonic() - self._window_start_mono) * 1000
+
+    def hold(self, hold_ms: int) -> None:
+        """Wait until the window is at least hold_ms long (time already spent counts)."""
+        self.hold_ms = hold_ms
+        remaining = hold_ms - self.elapsed_ms()
+        if remaining > 0:
+            time.sleep(remaining / 1000)
+
+    def verify(self) -> None:
+        """Every node still paused and the node set unchanged; else VerificationError."""
+        results = call_all(
+            self.nodes, lambda n: self.client.check_paused(n.target, timeout_s=self._timeout_s)
+        )
+        problems = []
+        for node, r in results.items():
+            if r.error is not None:
+                problems.append(f"{node} did not answer CheckPaused ({r.error})")
+            elif not r.value:
+                problems.append(f"{node} reports UNPAUSED (it restarted or someone unpaused it)")
+            else:
+                self._event(node, "checked_paused", at=r.returned_at)
+        if self.rediscover is not None:
+            try:
+                now_set = {str(n) for n in _nodes(self.rediscover())}
+            except Exception as exc:
+                problems.append(f"re-discovering the nodes failed ({exc})")
+            else:
+                before = {str(n) for n in self.nodes}
+                if now_set != before:
+                    added = sorted(now_set - before)
+                    gone = sorted(before - now_set)
+                    problems.append(
+                        f"the node set changed during the pause (new: {added}, gone: {gone})"
+                    )
+        if problems:
+            raise VerificationError(
+                f"site {self.site!r}: the pause window cannot be trusted: {'; '.join(problems)}. "
+                "Writes may have happened inside the window, so this backup is discarded. "
+                "Retry when the cluster is stable."
+            )
+
+    # --- unpause -------------------------------------------------------------------------
+
+    def unpause_all(self) -> None:
+        """Unpause every node this session paused, with retries. Raises UnpauseError."""
+        if self._unpaused:
+            return
+        self._unpaused = True
+        if self._window_end is None:
+            self._window_end = self.now()
+        self._first_unpause_sent_mono = time.monotonic()
+        todo = sorted(self.paused, key=str)
+        if not todo:
+            self._last_unpause_mono = self._first_unpause_sent_mono
+            return
+        attempts = self.settings.unpause_attempts
+        last_error: dict[Node, BaseException] = {}
+        for attempt in range(1, attempts + 1):
+
+            def unpause(node: Node) -> None:
+                self._event(node, "unpause_sent")
+                self.client.unpause(node.target, timeout_s=self._timeout_s)
+
+            results = call_all(todo, unpause)
+            retry = []
+            for node, r in results.items():
+                if r.error is None:
+                    self._event(node, "unpause_confirmed", at=r.returned_at)
+                    self.paused.discard(node)
+                else:
+                    self._event(node, "unpause_failed", at=r.returned_at, detail=str(r.error))
+                    last_error[node] = r.error
+                    retry.append(node)
+            self._last_unpause_mono = time.monotonic()
+            if not retry:
+                return
+            todo = retry
+            if attempt < attempts:
+                time.sleep(self.settings.unpause_backoff_ms / 1000 * 2 ** (attempt - 1))
+        detail = "; ".join(f"{n}: {last_error[n]}" for n in todo)
+        raise UnpauseError(
+            f"site {self.site!r}: {_describe(todo)} may still be PAUSED after {attempts} unpause "
+            f"attempts ({detail}). ScalarDL holds every request on those nodes until they are "
+            "unpaused: run `pausepoint unpause --site <site file>` now (or scalar-admin's unpause "
+            "on each node); the watchdog also retries from the lease."
+        )
+
+    # --- the record ------------------------------------------------------------------------
+
+    def record(self) -> PauseWindowRecord:
+        """The window as it happened; valid only after a successful pause and unpause."""
+        if self._window_start is None or self._window_end is None or self._first_pause_sent is None:
+            raise RuntimeError("record() needs a completed pause window")
+        start, end = self._window_start, self._window_end
+        assert self._window_start_mono is not None and self._first_unpause_sent_mono is not None
+        last_unpause = self._last_unpause_mono or self._first_unpause_sent_mono
+        return PauseWindowRecord(
+            paused=True,
+            start=start,
+            end=end,
+            mid=start + (end - start) / 2,
+            hold_ms=self.hold_ms,
+            drain_ms=(self._window_start_mono - self._first_pause_sent) * 1000,
+            unpause_ms=(last_unpause - self._first_unpause_sent_mono) * 1000,
+            write_stall_ms=(last_unpause - self._first_pause_sent) * 1000,
+            timeline=sorted(self.timeline, key=lambda e: e.at),
+        )
+
+
+def no_pause_record(snapshot_at: datetime) -> PauseWindowRecord:
+    """The record of a site in ONE transactional store: its snapshot is the point, no pause."""
+    return PauseWindowRecord(
+        paused=False,
+        start=snapshot_at,
+        end=snapshot_at,
+        mid=snapshot_at,
+        hold_ms=0,
+        drain_ms=0.0,
+        unpause_ms=0.0,
+        write_stall_ms=0.0,
+        timeline=[],
+    )
+
+
+def deadline_for(settings: PauseSettings, hold_ms: int, now: datetime) -> datetime:
+    """When a lease taken now expires: drain + hold + capture opening + margin."""
+    ms = (
+        settings.drain_timeout_ms
+        + hold_ms
+        + settings.open_capture_timeout_ms
+        + settings.lease_margin_ms
+    )
+    return now + timedelta(milliseconds=ms)

@@ -1,0 +1,131 @@
+"""Prefect tasks of the backup flow: each one step of ``pausepoint.backup.BackupRun``.
+
+Retries only where repeating is safe: preflight checks and the clock measurement. Pause, capture
+and unpause are never retried by Prefect (unpause retries itself, with backoff, in the core).
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect.logging import get_run_logger
+
+from pausepoint.backup import BackupRun, StoreSlot
+from pausepoint.catalog.manifest import RestorePoint
+from pausepoint.clock import measure
+from pausepoint.errors import ClockSkewError
+from tasks._step import step
+
+
+@step(name="check-store", retries=2, retry_delay_seconds=2)
+def check_store(run: BackupRun, slot: StoreSlot) -> dict:
+    facts = slot.store.check()
+    get_run_logger().info("store %s (%s) ready: %s", slot.store.name, slot.component, facts)
+    return facts
+
+
+@step(name="check-nodes", retries=2, retry_delay_seconds=2)
+def check_nodes(run: BackupRun) -> list[str]:
+    session = run.open_session()
+    session.preflight()
+    nodes = [str(n) for n in session.nodes]
+    get_run_logger().info("%d admin targets reachable and unpaused: %s", len(nodes), nodes)
+    return nodes
+
+
+@step(name="measure-clock", retries=1, retry_delay_seconds=1)
+def measure_clock(run: BackupRun) -> str:
+    settings = run.site.clock
+    logger = get_run_logger()
+    if not settings.ntp_servers:
+        logger.info("no NTP servers configured; the restore point records no clock bound")
+        return "not measured"
+    try:
+        run.clock = measure(settings.ntp_servers, settings.timeout_s)
+    except ClockSkewError:
+        if settings.required:
+            raise
+        logger.warning("clock bound not measured (NTP unreachable); recording none", exc_info=True)
+        return "unreachable"
+    logger.info(
+        "clock offset %.1f ms ± %.1f ms (via %s)",
+        run.clock.offset_s * 1000,
+        run.clock.uncertainty_s * 1000,
+        run.clock.server,
+    )
+    return f"{run.clock.offset_s:+.4f}s ±{run.clock.uncertainty_s:.4f}s"
+
+
+@step(name="derive-hold")
+def derive_hold(run: BackupRun) -> int:
+    hold = run.hold_ms()
+    get_run_logger().info("hold: %d ms", hold)
+    return hold
+
+
+@step(name="begin-restore-point")
+def begin_point(run: BackupRun) -> str:
+    pending = run.begin()
+    return pending.id
+
+
+@step(name="pause-nodes")
+def pause_nodes(run: BackupRun) -> float:
+    assert run.session is not None
+    t0 = time.monotonic()
+    run.session.pause_all()
+    drain_ms = (time.monotonic() - t0) * 1000
+    get_run_logger().info("all %d nodes paused (drain %.1f ms)", len(run.session.nodes), drain_ms)
+    return drain_ms
+
+
+@step(name="open-capture")
+def open_capture(run: BackupRun, slot: StoreSlot) -> str:
+    t0 = time.monotonic()
+    run.open_capture(slot)
+    ms = (time.monotonic() - t0) * 1000
+    get_run_logger().info("store %s: snapshot established in %.1f ms", slot.store.name, ms)
+    return f"{ms:.1f} ms"
+
+
+@step(name="hold-and-verify")
+def hold_and_verify(run: BackupRun, hold_ms: int) -> float:
+    assert run.session is not None
+    run.session.hold(hold_ms)
+    run.session.verify()
+    return run.session.elapsed_ms()
+
+
+@step(name="unpause-nodes")
+def unpause_nodes(run: BackupRun) -> None:
+    assert run.session is not None
+    run.session.unpause_all()
+    get_run_logger().info("all nodes unpaused")
+
+
+@step(name="finish-capture")
+def finish_capture(run: BackupRun, slot: StoreSlot) -> int:
+    logger = get_run_logger()
+    last = [time.monotonic()]
+
+    def progress(store: str, copied: int) -> None:
+        if time.monotonic() - last[0] >= 5:  # a line every 5 s is enough to see it moving
+            last[0] = time.monotonic()
+            logger.info("store %s: %.1f MB copied", store, copied / 1e6)
+
+    capture = run.finish_capture(slot, progress)
+    logger.info(
+        "store %s: %d artifacts, %.1f MB, %d tables fingerprinted",
+        capture.name,
+        len(capture.artifacts),
+        capture.total_bytes / 1e6,
+        len(capture.fingerprint),
+    )
+    return capture.total_bytes
+
+
+@step(name="register-restore-point")
+def register_point(run: BackupRun) -> RestorePoint:
+    point = run.register()
+    get_run_logger().info("registered restore point %s", point.id)
+    return point

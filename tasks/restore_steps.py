@@ -1,0 +1,62 @@
+"""Prefect tasks of the restore flow: each one step of ``pausepoint.restore.RestoreRun``."""
+
+from __future__ import annotations
+
+import time
+
+from prefect.logging import get_run_logger
+
+from pausepoint.admin.client import AdminClient
+from pausepoint.admin.site_client import discover_nodes
+from pausepoint.restore import RestoreRun, RestoreSlot
+from tasks._step import step
+
+
+@step(name="validate-restore-point")
+def validate_point(run: RestoreRun) -> str:
+    run.validate()
+    comps = ", ".join(run.point.components)
+    get_run_logger().info("restore point %s holds %s; every artifact verified", run.point.id, comps)
+    return f"components {comps}; {sum(len(c.stores) for c in run.point.components.values())} stores"
+
+
+@step(name="check-nodes-stopped", retries=1, retry_delay_seconds=2)
+def check_nodes_stopped(run: RestoreRun, client: AdminClient) -> str:
+    if not any(s.in_place for s in run.slots):
+        return "restoring into other databases: the running site is not touched"
+    run.check_nodes_stopped(client, discover_nodes(run.site))
+    return "every admin endpoint is down"
+
+
+@step(name="check-restore-target", retries=1, retry_delay_seconds=2)
+def check_target(run: RestoreRun, slot: RestoreSlot) -> str:
+    run.check_target(slot)
+    return f"{slot.store.name}: target ready"
+
+
+@step(name="restore-store")
+def restore_store(run: RestoreRun, slot: RestoreSlot) -> float:
+    t0 = time.monotonic()
+    run.restore(slot)
+    seconds = time.monotonic() - t0
+    get_run_logger().info(
+        "store %s restored in %.1f s (%.1f MB)",
+        slot.store.name,
+        seconds,
+        slot.capture.total_bytes / 1e6,
+    )
+    return seconds
+
+
+@step(name="verify-fingerprint", retries=1, retry_delay_seconds=2)
+def verify_store(run: RestoreRun, slot: RestoreSlot) -> list[str]:
+    problems = run.verify(slot)
+    if problems:
+        get_run_logger().error("store %s: %s", slot.store.name, "; ".join(problems))
+    else:
+        get_run_logger().info(
+            "store %s: %d tables match the captured fingerprint",
+            slot.store.name,
+            len(slot.capture.fingerprint),
+        )
+    return problems
