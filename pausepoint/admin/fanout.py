@@ -1,0 +1,80 @@
+"""Run one call per key in parallel and keep each outcome with the moment it happened.
+
+The pause logic builds its timeline from these moments: the window opens when the LAST node
+confirmed Pause. A failure is kept as a value, never raised, so one bad node cannot hide the
+outcome on the others.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+# Enough to reach every node of a large cluster at once; the calls mostly wait on the network.
+DEFAULT_MAX_WORKERS = 64
+
+
+@dataclass(frozen=True)
+class Result(Generic[T]):
+    """One call's outcome: ``value`` or ``error``, with wall-clock (UTC) and monotonic times."""
+
+    value: T | None
+    error: Exception | None
+    started_at: datetime
+    started_mono: float
+    returned_at: datetime
+    returned_mono: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.returned_mono - self.started_mono
+
+    def unwrap(self) -> T:
+        """The value, or raise the call's error."""
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+def _timed(fn: Callable[[K], T], key: K) -> Result[T]:
+    started_at, started_mono = datetime.now(UTC), time.monotonic()
+    try:
+        value = fn(key)
+    except Exception as exc:  # kept per key; BaseException (KeyboardInterrupt) propagates
+        return Result(None, exc, started_at, started_mono, datetime.now(UTC), time.monotonic())
+    # Read the clocks the instant the call returned, before any other bookkeeping.
+    returned_mono = time.monotonic()
+    returned_at = datetime.now(UTC)
+    return Result(value, None, started_at, started_mono, returned_at, returned_mono)
+
+
+def call_all(
+    targets: Iterable[K], fn: Callable[[K], T], max_workers: int | None = None
+) -> dict[K, Result[T]]:
+    """Call ``fn(target)`` for every target in parallel; results keyed by target, input order.
+
+    Every call runs to completion (its own timeout bounds it). ``max_workers`` defaults to one
+    thread per target, up to DEFAULT_MAX_WORKERS.
+    """
+    keys = list(targets)
+    if len(set(keys)) != len(keys):
+        raise ValueError("call_all needs distinct targets; one is listed twice")
+    if max_workers is not None and max_workers < 1:
+        raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+    if not keys:
+        return {}
+    workers = max_workers or min(len(keys), DEFAULT_MAX_WORKERS)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pausepoint-call") as pool:
+        futures = [pool.submit(_timed, fn, key) for key in keys]
+        return {key: future.result() for key, future in zip(keys, futures, strict=True)}
