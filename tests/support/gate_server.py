@@ -1,0 +1,435 @@
+"""A test-only scalar-admin node: a Gate with GateKeeper semantics behind a real gRPC server.
+
+Never shipped. It follows FACTS.md section 1 (and what ScalarDL 3.12's GateKeeper does):
+
+- ``Gate.enter()`` is what an application request does on arrival: while the gate is closed it
+  WAITS (the request is held, not rejected); ``exit()`` marks it done.
+- ``pause(wait_outstanding=True)`` closes the gate and waits for in-flight requests to finish.
+  If they do not in time, a gate this call closed is reopened (TIMED_OUT); a gate that an earlier
+  pause had closed stays closed (TIMED_OUT_STILL_PAUSED). Pauses are serialized: a waiting pause
+  waits for one in progress within its own time limit, then gives up with PAUSE_IN_PROGRESS
+  without touching the gate; a pause that does not wait gives up at once.
+- ``unpause()`` always opens, even in the middle of a drain (that pause then reports GATE_OPEN).
+
+``GateServer`` serves one Gate as ``rpc.Admin`` on loopback with fault knobs that tests set while
+it runs: ``slow_drain_ms``, ``refuse_with``, ``drop_unpause_calls``, ``rich_errors``, ``stop()``
+/ ``start()`` (crash / come back with state intact) and ``restart_unpaused()`` (a node that
+restarted: same port, gate open).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+import grpc
+from google.protobuf import any_pb2, empty_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from pausepoint.admin._generated import scalar_admin_pb2, scalar_admin_pb2_grpc
+from pausepoint.admin.client import Reason
+from pausepoint.site import Target
+
+DEFAULT_MAX_WAIT_MS = 30_000  # the server default when max_pause_wait_time is unset
+ERROR_DOMAIN = "com.scalar.dl.admin"
+
+
+class PauseOutcome(StrEnum):
+    PAUSED = "PAUSED"
+    TIMED_OUT = "TIMED_OUT"
+    TIMED_OUT_STILL_PAUSED = "TIMED_OUT_STILL_PAUSED"
+    GATE_OPEN = "GATE_OPEN"
+    PAUSE_IN_PROGRESS = "PAUSE_IN_PROGRESS"
+
+
+class Gate:
+    """The front gate of one node. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._open = True
+        self._inflight = 0
+        self._held = 0
+        self._pausing = False
+
+    # --- application side ---------------------------------------------------------------
+
+    def enter(self, timeout_s: float | None = None) -> None:
+        """Admit one request; wait while the gate is closed (TimeoutError after timeout_s)."""
+        with self._cond:
+            self._held += 1
+            try:
+                admitted = self._cond.wait_for(lambda: self._open, timeout_s)
+            finally:
+                self._held -= 1
+            if not admitted:
+                raise TimeoutError(f"the gate stayed closed for {timeout_s} s")
+            self._inflight += 1
+
+    def exit(self) -> None:
+        """Mark one admitted request finished."""
+        with self._cond:
+            # Clamped: after a restart (reset) old requests may still report in.
+            self._inflight = max(0, self._inflight - 1)
+            self._cond.notify_all()
+
+    @contextmanager
+    def request(self, timeout_s: float | None = None) -> Iterator[None]:
+        self.enter(timeout_s)
+        try:
+            yield
+        finally:
+            self.exit()
+
+    # --- admin side ---------------------------------------------------------------------
+
+    def pause(
+        self,
+        wait_outstanding: bool = True,
+        max_wait_ms: int | None = None,
+        *,
+        min_drain_ms: int = 0,
+    ) -> PauseOutcome:
+        """Close the gate; see the module docstring for the outcomes.
+
+        ``min_drain_ms`` stands for a request that is in flight for that long after the gate
+        closes (the slow-drain fault). A non-positive ``max_wait_ms`` with ``wait_outstanding``
+        is a ValueError (the server answers INVALID_ARGUMENT).
+        """
+        if wait_outstanding and max_wait_ms is not None and max_wait_ms <= 0:
+            raise ValueError(f"max_pause_wait_time must be > 0 ms, got {max_wait_ms} ms")
+        with self._cond:
+            if not wait_outstanding:
+                if self._pausing:
+                    return PauseOutcome.PAUSE_IN_PROGRESS
+                self._open = False
+                return PauseOutcome.PAUSED
+            wait_ms = DEFAULT_MAX_WAIT_MS if max_wait_ms is None else max_wait_ms
+            deadline = time.monotonic() + wait_ms / 1000
+            while self._pausing:  # one pause at a time, within this call's own time limit
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return PauseOutcome.PAUSE_IN_PROGRESS
+                self._cond.wait(remaining)
+            self._pausing = True
+            try:
+                closed_by_this_call = self._open
+                self._open = False
+                drain_until = time.monotonic() + min_drain_ms / 1000
+                while True:
+                    now = time.monotonic()
+                    if self._open:
+                        return PauseOutcome.GATE_OPEN  # a concurrent unpause won
+                    if self._inflight == 0 and now >= drain_until:
+                        return PauseOutcome.PAUSED
+                    if now >= deadline:
+                        break
+                    wake = deadline if self._inflight else min(deadline, drain_until)
+                    self._cond.wait(wake - now)
+                if closed_by_this_call:
+                    self._open = True
+                    return PauseOutcome.TIMED_OUT
+                return PauseOutcome.TIMED_OUT_STILL_PAUSED
+            finally:
+                self._pausing = False
+                self._cond.notify_all()
+
+    def unpause(self) -> None:
+        with self._cond:
+            self._open = True
+            self._cond.notify_all()
+
+    def check_paused(self) -> bool:
+        with self._cond:
+            return not self._open
+
+    def reset(self) -> None:
+        """What a restart does to the gate: open, nothing in flight."""
+        with self._cond:
+            self._open = True
+            self._inflight = 0
+            self._cond.notify_all()
+
+    @property
+    def inflight(self) -> int:
+        with self._cond:
+            return self._inflight
+
+    @property
+    def held(self) -> int:
+        """Requests waiting at the closed gate."""
+        with self._cond:
+            return self._held
+
+    @property
+    def pausing(self) -> bool:
+        with self._cond:
+            return self._pausing
+
+
+# --- the gRPC server -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    cert_chain_pem: bytes
+    private_key_pem: bytes
+
+
+@dataclass(frozen=True)
+class PauseCall:
+    wait_outstanding: bool
+    max_pause_wait_ms: int | None
+
+
+_CODES: dict[Reason, grpc.StatusCode] = {
+    Reason.PAUSE_IN_PROGRESS: grpc.StatusCode.ABORTED,
+    Reason.GATE_OPEN: grpc.StatusCode.ABORTED,
+    Reason.TIMED_OUT: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.TIMED_OUT_STILL_PAUSED: grpc.StatusCode.FAILED_PRECONDITION,
+    Reason.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Reason.DEADLINE: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Reason.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    Reason.OTHER: grpc.StatusCode.INTERNAL,
+}
+
+# Outcomes a real server reports with ErrorInfo; the rest only ever come as a plain status.
+_GATE_REASONS = frozenset(
+    {Reason.PAUSE_IN_PROGRESS, Reason.GATE_OPEN, Reason.TIMED_OUT, Reason.TIMED_OUT_STILL_PAUSED}
+)
+
+_MESSAGES: dict[Reason, str] = {
+    Reason.PAUSE_IN_PROGRESS: "pause not started: another pause request is in progress",
+    Reason.GATE_OPEN: "pause not completed: the gate was reopened by a concurrent unpause",
+    Reason.TIMED_OUT: "in-flight requests did not drain in time; the gate has been reopened",
+    Reason.TIMED_OUT_STILL_PAUSED: (
+        "in-flight requests did not drain in time; the gate stays closed by an earlier pause"
+    ),
+    Reason.UNAVAILABLE: "node unavailable (fault knob)",
+    Reason.DEADLINE: "deadline exceeded (fault knob)",
+    Reason.INVALID_ARGUMENT: "invalid argument (fault knob)",
+    Reason.OTHER: "internal error (fault knob)",
+}
+
+
+class _Status(NamedTuple):
+    """A grpc.Status for context.abort_with_status (grpcio-status is not installed)."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, bytes], ...]
+
+
+grpc.Status.register(_Status)
+
+
+class _Servicer(scalar_admin_pb2_grpc.AdminServicer):
+    def __init__(self, node: GateServer) -> None:
+        self._node = node
+
+    def Pause(self, request: Any, context: grpc.ServicerContext) -> empty_pb2.Empty:
+        node = self._node
+        max_ms = request.max_pause_wait_time if request.HasField("max_pause_wait_time") else None
+        node._record("Pause", PauseCall(request.wait_outstanding, max_ms))
+        refuse = node.refuse_with
+        if refuse is not None:
+            node._fail(context, refuse, _MESSAGES[refuse])
+        if request.wait_outstanding and max_ms is not None and max_ms <= 0:
+            # Like the real server: a plain status, no ErrorInfo (no pause was attempted).
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"max_pause_wait_time must be greater than 0 ms, but was {max_ms} ms",
+            )
+        outcome = node.gate.pause(request.wait_outstanding, max_ms, min_drain_ms=node.slow_drain_ms)
+        if outcome is not PauseOutcome.PAUSED:
+            reason = Reason(outcome.value)
+            node._fail(context, reason, _MESSAGES[reason])
+        return empty_pb2.Empty()
+
+    def Unpause(self, request: Any, context: grpc.ServicerContext) -> empty_pb2.Empty:
+        node = self._node
+        node._record("Unpause")
+        if node._take_dropped_unpause():
+            context.abort(grpc.StatusCode.UNAVAILABLE, "unpause dropped (fault knob)")
+        node.gate.unpause()
+        return empty_pb2.Empty()
+
+    def CheckPaused(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._node._record("CheckPaused")
+        return scalar_admin_pb2.CheckPausedResponse(paused=self._node.gate.check_paused())
+
+
+class GateServer:
+    """One admin node on loopback. Starts on construction (``autostart=False`` to defer).
+
+    Fault knobs, settable at any time:
+      slow_drain_ms       a waiting Pause drains for at least this long
+      refuse_with         answer every Pause with this Reason (the gate is not touched)
+      drop_unpause_calls  fail the next N Unpause calls with UNAVAILABLE (gate stays as it is)
+      rich_errors         False: plain status without ErrorInfo, like servers before 3.12's fix
+    """
+
+    def __init__(
+        self,
+        gate: Gate | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        tls: ServerTls | None = None,
+        *,
+        rich_errors: bool = True,
+        max_workers: int = 8,
+        autostart: bool = True,
+    ) -> None:
+        self.gate = gate if gate is not None else Gate()
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.rich_errors = rich_errors
+        self.slow_drain_ms = 0
+        self.refuse_with: Reason | None = None
+        self.drop_unpause_calls = 0
+        self.restarts = 0
+        self.pause_calls: list[PauseCall] = []
+        self._max_workers = max_workers
+        self._calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._server: grpc.Server | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        if autostart:
+            self.start()
+
+    @property
+    def target(self) -> Target:
+        return Target(host=self.host, port=self.port)
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def calls(self) -> dict[str, int]:
+        """Calls received per method ("Pause", "Unpause", "CheckPaused"), refused ones too."""
+        with self._lock:
+            return dict(self._calls)
+
+    def start(self) -> GateServer:
+        """Serve (again) on the same port; the gate keeps its state."""
+        if self._server is not None:
+            return self
+        executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="gate-server")
+        # no SO_REUSEPORT: a second server on a busy port must fail, not share it silently
+        server = grpc.server(executor, options=[("grpc.so_reuseport", 0)])
+        scalar_admin_pb2_grpc.add_AdminServicer_to_server(_Servicer(self), server)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        address = f"{host}:{self.port}"
+        try:
+            if self.tls is None:
+                bound = server.add_insecure_port(address)
+            else:
+                creds = grpc.ssl_server_credentials(
+                    [(self.tls.private_key_pem, self.tls.cert_chain_pem)]
+                )
+                bound = server.add_secure_port(address, creds)
+        except RuntimeError as exc:
+            executor.shutdown(wait=False)
+            raise RuntimeError(f"GateServer cannot bind {address}: {exc}") from exc
+        if not bound:
+            executor.shutdown(wait=False)
+            raise RuntimeError(f"GateServer cannot bind {address}")
+        self.port = bound
+        server.start()
+        self._server, self._executor = server, executor
+        return self
+
+    def stop(self) -> None:
+        """Crash: the port stops answering at once; calls in progress are cancelled."""
+        server, executor = self._server, self._executor
+        self._server = self._executor = None
+        if server is not None:
+            server.stop(grace=None).wait()
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+    def restart_unpaused(self) -> None:
+        """A node that restarted: same port, the gate open, nothing in flight."""
+        self.stop()
+        self.gate.reset()
+        self.restarts += 1
+        self.start()
+
+    def close(self) -> None:
+        """Stop for good and release anything blocked on the gate (handlers, held writers)."""
+        self.stop()
+        self.gate.reset()
+
+    def __enter__(self) -> GateServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- used by the servicer ------------------------------------------------------------
+
+    def _record(self, method: str, pause_call: PauseCall | None = None) -> None:
+        with self._lock:
+            self._calls[method] += 1
+            if pause_call is not None:
+                self.pause_calls.append(pause_call)
+
+    def _take_dropped_unpause(self) -> bool:
+        with self._lock:
+            if self.drop_unpause_calls > 0:
+                self.drop_unpause_calls -= 1
+                return True
+            return False
+
+    def _fail(self, context: grpc.ServicerContext, reason: Reason, message: str) -> None:
+        """Abort the call with reason's status; raises (grpc's abort does)."""
+        code = _CODES[reason]
+        if not self.rich_errors or reason not in _GATE_REASONS:
+            context.abort(code, message)
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.ErrorInfo(reason=reason.value, domain=ERROR_DOMAIN))
+        status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+        context.abort_with_status(
+            _Status(code, message, (("grpc-status-details-bin", status.SerializeToString()),))
+        )
+
+
+class GateCluster(NamedTuple):
+    """Several nodes of one component; ``servers, targets = start_gate_cluster(3)``."""
+
+    servers: list[GateServer]
+    targets: list[Target]
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    def __enter__(self) -> GateCluster:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def start_gate_cluster(
+    n: int, *, rich_errors: bool = True, tls: ServerTls | None = None
+) -> GateCluster:
+    """Start n independent nodes on free loopback ports (each has its own Gate)."""
+    servers: list[GateServer] = []
+    try:
+        for _ in range(n):
+            servers.append(GateServer(tls=tls, rich_errors=rich_errors))
+    except BaseException:
+        for server in servers:
+            server.close()
+        raise
+    return GateCluster(servers, [s.target for s in servers])
