@@ -41,21 +41,23 @@ class SiteDbs:
         monkeypatch.setenv(PG_ENV, PASSWORD)
         monkeypatch.setenv(MY_ENV, PASSWORD)
 
-    def _pg_db(self, name: str) -> Db:
+    def pg_db(self, name: str) -> Db:
         pg = self.pg
 
         def connect():
-            return psycopg.connect(host=pg.host, port=pg.port, user=pg.user, password=PASSWORD,
-                                   dbname=name)
+            return psycopg.connect(
+                host=pg.host, port=pg.port, user=pg.user, password=PASSWORD, dbname=name
+            )
 
         return Db(name, connect, "postgres")
 
-    def _my_db(self, name: str) -> Db:
+    def my_db(self, name: str) -> Db:
         my = self.my
 
         def connect():
-            return pymysql.connect(host=my.host, port=my.port, user=my.user, password=PASSWORD,
-                                   database=name)
+            return pymysql.connect(
+                host=my.host, port=my.port, user=my.user, password=PASSWORD, database=name
+            )
 
         return Db(name, connect, "mysql")
 
@@ -64,13 +66,25 @@ class SiteDbs:
         if kind == "postgres":
             with self.pg.connect() as conn:
                 conn.execute(f'CREATE DATABASE "{live}"')
-            db = SiteDb(f"{label}-pg".replace("_", "-"), kind, live, restored,
-                        self._pg_db(live), self._pg_db(restored))
+            db = SiteDb(
+                f"{label}-pg".replace("_", "-"),
+                kind,
+                live,
+                restored,
+                self.pg_db(live),
+                self.pg_db(restored),
+            )
         else:
             with self.my.connect() as conn:
                 conn.cursor().execute(f"CREATE DATABASE `{live}`")
-            db = SiteDb(f"{label}-my".replace("_", "-"), kind, live, restored,
-                        self._my_db(live), self._my_db(restored))
+            db = SiteDb(
+                f"{label}-my".replace("_", "-"),
+                kind,
+                live,
+                restored,
+                self.my_db(live),
+                self.my_db(restored),
+            )
         self._dbs.append(db)
         return db
 
@@ -79,12 +93,25 @@ class SiteDbs:
 
     def store_config(self, db: SiteDb) -> dict:
         if db.kind == "postgres":
-            return {"kind": "postgres", "name": db.store_name, "host": self.pg.host,
-                    "port": self.pg.port, "user": self.pg.user, "password": {"env": PG_ENV},
-                    "database": db.live_name, "bin_dir": str(self.pg.bin_dir)}
-        return {"kind": "mysql", "name": db.store_name, "host": self.my.host,
-                "port": self.my.port, "user": self.my.user, "password": {"env": MY_ENV},
-                "databases": [db.live_name]}
+            return {
+                "kind": "postgres",
+                "name": db.store_name,
+                "host": self.pg.host,
+                "port": self.pg.port,
+                "user": self.pg.user,
+                "password": {"env": PG_ENV},
+                "database": db.live_name,
+                "bin_dir": str(self.pg.bin_dir),
+            }
+        return {
+            "kind": "mysql",
+            "name": db.store_name,
+            "host": self.my.host,
+            "port": self.my.port,
+            "user": self.my.user,
+            "password": {"env": MY_ENV},
+            "databases": [db.live_name],
+        }
 
     def site_dict(self, targets: dict, stores: dict[str, list[SiteDb]], **extra) -> dict:
         data = {
@@ -100,8 +127,9 @@ class SiteDbs:
             }
         return data
 
-    def write_site(self, directory: Path, targets: dict, stores: dict[str, list[SiteDb]],
-                   **extra) -> Path:
+    def write_site(
+        self, directory: Path, targets: dict, stores: dict[str, list[SiteDb]], **extra
+    ) -> Path:
         path = directory / "site.yaml"
         path.write_text(yaml.safe_dump(self.site_dict(targets, stores, **extra), sort_keys=False))
         return path
