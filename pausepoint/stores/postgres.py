@@ -1,0 +1,485 @@
+"""PostgreSQL: an exported snapshot inside the pause, ``pg_dump --snapshot`` after it.
+
+Inside the pause window ``open_capture`` only opens a REPEATABLE READ, READ ONLY transaction and
+calls ``pg_export_snapshot()``: milliseconds, whatever the data size. After the unpause
+``pg_dump -Fd -j N --snapshot=ID`` copies exactly that snapshot while the fingerprint is computed
+on the exporting connection (so it sees the same snapshot), then the transaction ends.
+
+Passwords reach the PostgreSQL tools only through ``PGPASSWORD`` in the child's environment.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pausepoint.errors import (
+    CaptureError,
+    PausepointError,
+    RestoreError,
+    StoreCheckError,
+    TargetNotEmptyError,
+)
+from pausepoint.stores._common import (
+    ProgressPoller,
+    ToolProcess,
+    dir_size,
+    find_tool,
+    fold_row_hashes,
+    list_artifacts,
+    major_version,
+    private_dir,
+    redact,
+    run_tool,
+    tool_version,
+    verify_artifacts,
+)
+from pausepoint.stores.base import (
+    CaptureHandle,
+    Fingerprint,
+    ProgressFn,
+    Store,
+    StoreCapture,
+    TableFingerprint,
+)
+from pausepoint.stores.postgres_config import PostgresConfig
+
+CLIENT_PACKAGE = "postgresql-client"
+DUMP_DIR = "dump"  # pg_dump's directory-format output, relative to the capture workdir
+
+# Session settings that make a row's text rendering the same on every server and after a
+# restore (dates, time zones, floats, bytea), and keep an idle exported snapshot alive.
+_SESSION_OPTIONS = (
+    "-c DateStyle=ISO,YMD -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1 "
+    "-c bytea_output=hex -c statement_timeout=0 -c idle_in_transaction_session_timeout=0"
+)
+_SYSTEM_SCHEMA = "nspname NOT IN ('information_schema') AND nspname NOT LIKE 'pg\\_%'"
+
+
+@dataclass
+class PostgresCaptureHandle(CaptureHandle):
+    workdir: Path
+    conn: psycopg.Connection
+    snapshot_id: str
+    opened_at: datetime
+    dump: ToolProcess | None = None
+    closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class PostgresStore(Store[PostgresConfig]):
+    kind = "postgres"
+
+    # --- connections ------------------------------------------------------------------------
+
+    @property
+    def _where(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+    def _password(self) -> str | None:
+        secret = self._resolve(self.config.password)
+        return secret.get_secret_value() if secret is not None else None
+
+    def _raw_connect(self, dbname: str, password: str | None) -> psycopg.Connection:
+        return psycopg.connect(
+            host=self.config.host,
+            port=self.config.port,
+            user=self.config.user,
+            password=password,
+            dbname=dbname,
+            connect_timeout=10,
+            application_name="pausepoint",
+            options=_SESSION_OPTIONS,
+            autocommit=True,
+        )
+
+    def _connect(
+        self, error: type[PausepointError], dbname: str | None = None
+    ) -> psycopg.Connection:
+        """An autocommit connection; failures become ``error`` with the operator's fix."""
+        dbname = dbname or self.config.database
+        password = self._password()
+        try:
+            return self._raw_connect(dbname, password)
+        except psycopg.Error as exc:
+            raise error(self._connect_failure(exc, dbname, password)) from None
+
+    def _connect_failure(self, exc: psycopg.Error, dbname: str, password: str | None) -> str:
+        cause = redact(str(exc).strip(), [password or ""])
+        who = f"store {self.name}: PostgreSQL at {self._where}"
+        if "password authentication failed" in cause or "no password supplied" in cause:
+            ref = self.config.password.describe() if self.config.password else "no password set"
+            return (
+                f"{who} rejected the password of user {self.config.user!r} (password "
+                f"authentication failed); put the right password in the {ref} or fix `user`"
+            )
+        if f'database "{dbname}" does not exist' in cause:
+            return (
+                f"{who} has no database {dbname!r}; fix `database` in the site file or create "
+                "it (a restore target may be missing: restore creates it)"
+            )
+        return (
+            f"{who} cannot be reached as user {self.config.user!r} (database {dbname!r}): "
+            f"{cause}; check host, port, that the server runs and accepts this client"
+        )
+
+    def _database_exists(self, error: type[PausepointError]) -> bool:
+        password = self._password()
+        try:
+            self._raw_connect(self.config.database, password).close()
+            return True
+        except psycopg.Error as exc:
+            if f'database "{self.config.database}" does not exist' in str(exc):
+                return False
+            raise error(self._connect_failure(exc, self.config.database, password)) from None
+
+    def _env(self) -> dict[str, str]:
+        password = self._password()
+        env = {"PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "pausepoint"}
+        if password is not None:
+            env["PGPASSWORD"] = password
+        return env
+
+    def _conn_args(self) -> list[str]:
+        c = self.config
+        return ["--host", c.host, "--port", str(c.port), "--username", c.user, "--no-password"]
+
+    def _tool(self, name: str) -> Path:
+        return find_tool(
+            [name], bin_dir=self.config.bin_dir, package=CLIENT_PACKAGE, store=self.name
+        )
+
+    # --- catalog queries --------------------------------------------------------------------
+
+    def _schemas(self, conn: psycopg.Connection, error: type[PausepointError]) -> list[str]:
+        """The configured schemas (all must exist) or every user schema."""
+        present = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT nspname FROM pg_namespace WHERE {_SYSTEM_SCHEMA} ORDER BY 1"
+            )
+        ]
+        if not self.config.schemas:
+            return present
+        missing = [s for s in self.config.schemas if s not in present]
+        if missing:
+            raise error(
+                f"store {self.name}: database {self.config.database!r} at {self._where} has no "
+                f"schema {', '.join(map(repr, missing))}; fix `schemas` in the site file"
+            )
+        return list(self.config.schemas)
+
+    @staticmethod
+    def _tables(conn: psycopg.Connection, schemas: list[str]) -> list[tuple[str, str]]:
+        return [
+            (r[0], r[1])
+            for r in conn.execute(
+                "SELECT n.nspname, c.relname FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
+                "AND n.nspname = ANY(%s) ORDER BY 1, 2",
+                (schemas,),
+            )
+        ]
+
+    @staticmethod
+    def _fingerprint_on(conn: psycopg.Connection, tables: list[tuple[str, str]]) -> Fingerprint:
+        """Row count and the folded md5 of every row's text, per table, in SQL.
+
+        ``ROW(t.*)::text`` renders every column NULL-safely ("(1,,x)" vs '(1,"",x)') and the
+        session options fix every setting that could change that text between servers.
+        """
+        result: Fingerprint = {}
+        for schema, table in tables:
+            query = sql.SQL(
+                "SELECT count(*), sum(('x' || left(md5(ROW(t.*)::text), 16))::bit(64)::bigint) "
+                "FROM {}.{} AS t"
+            ).format(sql.Identifier(schema), sql.Identifier(table))
+            rows, total = conn.execute(query).fetchone()  # type: ignore[misc]
+            result[f"{schema}.{table}"] = TableFingerprint(rows=rows, hash=fold_row_hashes(total))
+        return result
+
+    # --- preflight ----------------------------------------------------------------------------
+
+    def check(self) -> dict[str, Any]:
+        dump, restore = self._tool("pg_dump"), self._tool("pg_restore")
+        with self._connect(StoreCheckError) as conn:
+            server_num = conn.execute("SHOW server_version_num").fetchone()[0]  # type: ignore[index]
+            server_version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+            schemas = self._schemas(conn, StoreCheckError)
+            no_usage = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT s FROM unnest(%s::text[]) s WHERE NOT has_schema_privilege(s, 'USAGE')",
+                    (schemas,),
+                )
+            ]
+            unreadable = [
+                f"{r[0]}.{r[1]}"
+                for r in conn.execute(
+                    "SELECT n.nspname, c.relname FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind IN ('r', 'p', 'S', 'm') AND n.nspname = ANY(%s) "
+                    "AND has_schema_privilege(n.oid, 'USAGE') "
+                    "AND NOT has_table_privilege(c.oid, 'SELECT') ORDER BY 1, 2 LIMIT 6",
+                    (schemas,),
+                )
+            ]
+            tables = len(self._tables(conn, schemas))
+        server_major = int(server_num) // 10000
+        if no_usage or unreadable:
+            what = ", ".join((no_usage + unreadable)[:5])
+            raise StoreCheckError(
+                f"store {self.name}: user {self.config.user!r} may not read {what} in database "
+                f"{self.config.database!r} at {self._where}; grant USAGE on the schemas and "
+                "SELECT on their tables and sequences (or use the owner)"
+            )
+        versions = {}
+        for tool in (dump, restore):
+            line = tool_version(tool)
+            major = major_version(line)
+            if major is None or major < server_major:
+                raise StoreCheckError(
+                    f"store {self.name}: {tool} is version {major or '?'} but the server at "
+                    f"{self._where} runs {server_major}; {tool.name} must be at least as new as "
+                    f"the server: install postgresql-client-{server_major} and set bin_dir to "
+                    f"/usr/lib/postgresql/{server_major}/bin"
+                )
+            versions[tool.name] = line
+        return {
+            "server_version": server_version,
+            "schemas": schemas,
+            "tables": tables,
+            **versions,
+        }
+
+    # --- capture ----------------------------------------------------------------------------
+
+    def open_capture(self, workdir: Path) -> PostgresCaptureHandle:
+        workdir.mkdir(parents=True, exist_ok=True)
+        conn = self._connect(CaptureError)
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            snapshot_id = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+        except psycopg.Error as exc:
+            conn.close()
+            raise CaptureError(
+                f"store {self.name}: could not export a snapshot of database "
+                f"{self.config.database!r} at {self._where}: {exc}"
+            ) from exc
+        return PostgresCaptureHandle(
+            workdir=workdir, conn=conn, snapshot_id=snapshot_id, opened_at=datetime.now(UTC)
+        )
+
+    def finish_capture(
+        self, handle: CaptureHandle, progress: ProgressFn | None = None
+    ) -> StoreCapture:
+        h = self._own(handle)
+        try:
+            return self._finish(h, progress)
+        finally:
+            self.abort_capture(h)
+
+    def _finish(self, h: PostgresCaptureHandle, progress: ProgressFn | None) -> StoreCapture:
+        dump_tool = self._tool("pg_dump")
+        out = h.workdir / DUMP_DIR
+        try:
+            # Catalog reads inside the transaction see the snapshot: same schemas as the dump.
+            schemas = self._schemas(h.conn, CaptureError)
+            tables = self._tables(h.conn, schemas)
+            server_version = h.conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        except psycopg.Error as exc:
+            raise CaptureError(f"store {self.name}: reading the snapshot failed: {exc}") from exc
+        argv = [
+            str(dump_tool), *self._conn_args(), "--format=directory", f"--jobs={self.config.jobs}",
+            f"--snapshot={h.snapshot_id}", f"--file={out}",
+            # A quoted pattern matches exactly one schema name (no wildcards, no case folding).
+            *(f'--schema="{s.replace(chr(34), chr(34) * 2)}"' for s in schemas),
+            self.config.database,
+        ]  # fmt: skip
+        env = self._env()
+        with h.lock:
+            if h.closed:
+                raise CaptureError(f"store {self.name}: the capture was aborted")
+            h.dump = ToolProcess(argv, env=env, secrets=[env.get("PGPASSWORD", "")])
+        with ProgressPoller(self.name, progress, lambda: dir_size(out)):
+            try:
+                # On the exporting connection: exactly the snapshot pg_dump copies, and it runs
+                # while pg_dump works (server-side work on another backend).
+                fingerprint = self._fingerprint_on(h.conn, tables)
+            except psycopg.Error as exc:
+                raise CaptureError(
+                    f"store {self.name}: the fingerprint query failed: {exc}; no restore point "
+                    "was registered"
+                ) from exc
+            rc = h.dump.wait()
+        if rc != 0:
+            raise CaptureError(
+                h.dump.failure(
+                    f"store {self.name}: pg_dump of database {self.config.database!r} at "
+                    f"{self._where} failed; no restore point was registered"
+                )
+            )
+        h.conn.execute("COMMIT")
+        return StoreCapture(
+            name=self.name,
+            kind=self.kind,
+            method="pg_dump-directory",
+            artifacts=list_artifacts(h.workdir, (p for p in out.rglob("*") if p.is_file())),
+            fingerprint=fingerprint,
+            tool_versions={"pg_dump": tool_version(dump_tool), "server": server_version},
+            snapshot_established_at=h.opened_at,
+            details={
+                "database": self.config.database,
+                "schemas": schemas,
+                "snapshot_id": h.snapshot_id,
+                "jobs": self.config.jobs,
+                "dump_dir": DUMP_DIR,
+            },
+        )
+
+    def abort_capture(self, handle: CaptureHandle) -> None:
+        h = self._own(handle)
+        with h.lock:
+            h.closed = True
+            if h.dump is not None:
+                h.dump.kill()
+            if not h.conn.closed:
+                h.conn.close()  # ends the transaction: the snapshot is released
+
+    def _own(self, handle: CaptureHandle) -> PostgresCaptureHandle:
+        if not isinstance(handle, PostgresCaptureHandle):
+            raise TypeError(f"store {self.name}: not a PostgreSQL capture handle: {handle!r}")
+        return handle
+
+    # --- restore ----------------------------------------------------------------------------
+
+    def _captured_schemas(self, capture: StoreCapture) -> list[str]:
+        schemas = capture.details.get("schemas")
+        if not isinstance(schemas, list):
+            raise RestoreError(
+                f"store {self.name}: the capture does not list its schemas; it was not made by "
+                "the postgres store kind"
+            )
+        return schemas
+
+    def check_restore_target(self, capture: StoreCapture, replace: bool) -> None:
+        schemas = self._captured_schemas(capture)
+        if not self._database_exists(RestoreError):
+            return  # restore creates it
+        with self._connect(RestoreError) as conn:
+            found = [
+                f"{r[0]}.{r[1]}"
+                for r in conn.execute(
+                    "SELECT n.nspname, c.relname FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = ANY(%s) "
+                    "ORDER BY 1, 2 LIMIT 4",
+                    (schemas,),
+                )
+            ]
+        if found and not replace:
+            shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+            raise TargetNotEmptyError(
+                f"store {self.name}: database {self.config.database!r} at {self._where} already "
+                f"has tables in the captured schemas ({shown}); restore into an empty or new "
+                f"database, or pass --replace to drop schemas {', '.join(schemas)} first"
+            )
+
+    def restore(self, capture: StoreCapture, source_dir: Path, replace: bool) -> None:
+        verify_artifacts(source_dir, capture.artifacts, store=self.name)  # before any change
+        restore_tool = self._tool("pg_restore")
+        schemas = self._captured_schemas(capture)
+        dump_dir = source_dir / str(capture.details.get("dump_dir", DUMP_DIR))
+        self.check_restore_target(capture, replace)
+        db = self.config.database
+        if not self._database_exists(RestoreError):
+            self._create_database(db)
+        with self._connect(RestoreError) as conn:
+            if replace:
+                with conn.transaction():
+                    for s in schemas:
+                        conn.execute(
+                            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(s))
+                        )
+            existing = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (schemas,)
+                )
+            }
+        with private_dir("pausepoint-pg-") as tmp:
+            toc = tmp / "restore.list"
+            toc.write_text(self._toc_without(restore_tool, dump_dir, existing))
+            env = self._env()
+            run_tool(
+                [
+                    str(restore_tool), *self._conn_args(), f"--dbname={db}",
+                    f"--jobs={self.config.jobs}", "--no-owner", "--exit-on-error",
+                    f"--use-list={toc}", str(dump_dir),
+                ],
+                error=RestoreError,
+                what=(
+                    f"store {self.name}: pg_restore into database {db!r} at {self._where} "
+                    "failed; the target is partly restored: run again with --replace"
+                ),
+                env=env,
+                secrets=[env.get("PGPASSWORD", "")],
+            )  # fmt: skip
+
+    def _create_database(self, db: str) -> None:
+        try:
+            with self._connect(RestoreError, dbname="postgres") as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+        except psycopg.Error as exc:
+            raise RestoreError(
+                f"store {self.name}: could not create database {db!r} at {self._where}: {exc}; "
+                f"create it (CREATE DATABASE) or grant CREATEDB to {self.config.user!r}"
+            ) from exc
+
+    def _toc_without(self, restore_tool: Path, dump_dir: Path, schemas: set[str]) -> str:
+        """The dump's table of contents minus CREATE/COMMENT of schemas the target already has.
+
+        pg_dump writes ``CREATE SCHEMA public`` when public is selected explicitly, which fails
+        on every database (it always has public); the schema's contents restore as usual.
+        """
+        listing = subprocess.run(
+            [str(restore_tool), "--list", str(dump_dir)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if listing.returncode != 0:
+            raise RestoreError(
+                f"store {self.name}: pg_restore cannot read the dump in {dump_dir}: "
+                f"{listing.stderr.strip()[-500:]}"
+            )
+        entry = re.compile(r"^\d+; \d+ \d+ (?:SCHEMA - |COMMENT - SCHEMA )(?P<name>.+) \S+$")
+        kept = []
+        for line in listing.stdout.splitlines():
+            m = entry.match(line)
+            if m and m.group("name") in schemas:
+                continue
+            kept.append(line)
+        return "\n".join(kept) + "\n"
+
+    # --- verification -----------------------------------------------------------------------
+
+    def fingerprint(self, tables: list[str] | None = None) -> Fingerprint:
+        with self._connect(RestoreError) as conn:
+            schemas = self._schemas(conn, RestoreError)
+            found = self._tables(conn, schemas)
+            if tables is not None:
+                wanted = set(tables)
+                found = [t for t in found if f"{t[0]}.{t[1]}" in wanted]
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                return self._fingerprint_on(conn, found)

@@ -1,0 +1,221 @@
+"""PostgresStore against a private PostgreSQL server: capture under load, restore, refusals."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pausepoint.errors import (
+    CorruptArtifactError,
+    StoreCheckError,
+    TargetNotEmptyError,
+    ToolMissingError,
+)
+from pausepoint.secrets import SecretRef, SecretResolver
+from pausepoint.stores.postgres import PostgresStore
+from pausepoint.stores.postgres_config import PostgresConfig
+from tests.support.servers import PostgresServer
+from tests.support.workload import TransferWriter
+
+pytestmark = pytest.mark.integration
+
+ACCOUNTS = 200
+INITIAL = 1_000
+
+
+def make_store(
+    server: PostgresServer, database: str, password: str | None = None, **kw
+) -> PostgresStore:
+    config = PostgresConfig(
+        name="ledger-pg",
+        host=server.host,
+        port=server.port,
+        user=server.user,
+        password=SecretRef(env="PP_TEST_PG_PASSWORD"),
+        database=database,
+        **kw,
+    )
+    resolve = SecretResolver(environ={"PP_TEST_PG_PASSWORD": password or server.password})
+    return PostgresStore(config, resolve)
+
+
+def new_database(server: PostgresServer) -> str:
+    name = f"pp_{uuid.uuid4().hex[:10]}"
+    with server.connect() as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return name
+
+
+@pytest.fixture
+def source_db(pg_server: PostgresServer) -> str:
+    """Two schemas like ScalarDL's (ledger tables + coordinator), NULLs, bytea, timestamps."""
+    db = new_database(pg_server)
+    with pg_server.connect(db) as conn:
+        conn.execute(
+            """
+            CREATE SCHEMA scalar;
+            CREATE SCHEMA coordinator;
+            CREATE TABLE scalar.account (
+                id int PRIMARY KEY, balance bigint NOT NULL, note text, data bytea,
+                updated timestamptz DEFAULT now(), ratio double precision);
+            CREATE TABLE coordinator.transfer (
+                tx_id bigserial PRIMARY KEY, account int NOT NULL, amount bigint NOT NULL);
+            CREATE TABLE public.empty_one (id int);
+            """
+        )
+        conn.execute(
+            "INSERT INTO scalar.account "
+            "SELECT g, %s, CASE WHEN g %% 3 = 0 THEN NULL ELSE 'n' || g END, "
+            "decode(md5(g::text), 'hex'), now(), g / 7.0 FROM generate_series(0, %s - 1) g",
+            (INITIAL, ACCOUNTS),
+        )
+    return db
+
+
+def transfer(conn: psycopg.Connection, account: int, amount: int) -> None:
+    # One transaction over both schemas: balance down, transfer row in.
+    with conn.transaction():
+        conn.execute(
+            "UPDATE scalar.account SET balance = balance - %s, updated = now() WHERE id = %s",
+            (amount, account),
+        )
+        conn.execute(
+            "INSERT INTO coordinator.transfer (account, amount) VALUES (%s, %s)", (account, amount)
+        )
+
+
+def invariant(server: PostgresServer, db: str) -> tuple[int, int]:
+    with server.connect(db) as conn:
+        total = conn.execute(
+            "SELECT (SELECT sum(balance) FROM scalar.account) "
+            "+ (SELECT coalesce(sum(amount), 0) FROM coordinator.transfer)"
+        ).fetchone()[0]
+        moved = conn.execute("SELECT count(*) FROM coordinator.transfer").fetchone()[0]
+    return total, moved
+
+
+def capture(store: PostgresStore, workdir: Path):
+    handle = store.open_capture(workdir)
+    return store.finish_capture(handle)
+
+
+@pytest.mark.parametrize("schemas", [[], ["scalar", "coordinator"]], ids=["all-schemas", "listed"])
+def test_capture_under_writer_restores_the_exact_snapshot(pg_server, source_db, tmp_path, schemas):
+    store = make_store(pg_server, source_db, schemas=schemas)
+    seen: list[int] = []
+    with TransferWriter(lambda: pg_server.connect(source_db), transfer, ACCOUNTS) as writer:
+        writer.wait_for(50)
+        handle = store.open_capture(tmp_path / "cap")
+        writer.wait_for(writer.committed + 50)  # writes continue after the snapshot
+        result = store.finish_capture(handle, progress=lambda _s, n: seen.append(n))
+    assert result.method == "pg_dump-directory"
+    assert {"scalar.account", "coordinator.transfer"} <= set(result.fingerprint)
+    assert all(a.path.startswith("dump/") and len(a.sha256) == 64 for a in result.artifacts)
+    assert seen and seen[-1] == sum(a.size for a in result.artifacts)
+    assert "pg_dump" in result.tool_versions
+
+    target_db = f"{source_db}_copy"  # does not exist yet: restore creates it
+    target = make_store(pg_server, target_db, schemas=schemas)
+    target.check_restore_target(result, replace=False)
+    target.restore(result, tmp_path / "cap", replace=False)
+
+    assert target.fingerprint() == result.fingerprint
+    total, moved = invariant(pg_server, target_db)
+    assert total == ACCOUNTS * INITIAL
+    assert 0 < moved < invariant(pg_server, source_db)[1]  # the snapshot, not the end state
+
+
+def test_restore_into_non_empty_target_is_refused_then_replaced(pg_server, source_db, tmp_path):
+    store = make_store(pg_server, source_db)
+    result = capture(store, tmp_path / "cap")
+    with pg_server.connect(source_db) as conn:
+        transfer(conn, 1, 5)  # the live database moves on
+
+    with pytest.raises(TargetNotEmptyError) as err:
+        store.check_restore_target(result, replace=False)
+    text = str(err.value)
+    assert source_db in text and "--replace" in text and "coordinator.transfer" in text
+    with pytest.raises(TargetNotEmptyError):
+        store.restore(result, tmp_path / "cap", replace=False)
+
+    store.restore(result, tmp_path / "cap", replace=True)
+    assert store.fingerprint() == result.fingerprint
+    assert invariant(pg_server, source_db) == (ACCOUNTS * INITIAL, 0)
+
+
+def test_restore_with_corrupt_artifact_is_refused_before_any_change(pg_server, source_db, tmp_path):
+    result = capture(make_store(pg_server, source_db), tmp_path / "cap")
+    victim = max(result.artifacts, key=lambda a: a.size)
+    path = tmp_path / "cap" / victim.path
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(data)
+
+    target_db = f"{source_db}_bad"
+    target = make_store(pg_server, target_db)
+    with pytest.raises(CorruptArtifactError, match=victim.path):
+        target.restore(result, tmp_path / "cap", replace=False)
+    with pg_server.connect() as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target_db,))
+        assert exists.fetchone() is None
+
+
+def test_check_reports_versions_and_schemas(pg_server, source_db):
+    facts = make_store(pg_server, source_db).check()
+    assert facts["server_version"].startswith("15")
+    assert {"scalar", "coordinator", "public"} <= set(facts["schemas"])
+    assert "pg_dump" in facts
+
+
+def test_check_with_wrong_password_says_so_without_the_password(pg_server, source_db):
+    wrong = "not-the-Password-123"
+    with pytest.raises(StoreCheckError) as err:
+        make_store(pg_server, source_db, password=wrong).check()
+    text = str(err.value)
+    assert "password" in text and "PP_TEST_PG_PASSWORD" in text and f"{pg_server.port}" in text
+    assert wrong not in text and pg_server.password not in text
+
+
+def test_check_with_missing_schema_names_it(pg_server, source_db):
+    with pytest.raises(StoreCheckError, match="nope"):
+        make_store(pg_server, source_db, schemas=["scalar", "nope"]).check()
+
+
+def test_check_with_empty_bin_dir_reports_missing_tool(pg_server, source_db, tmp_path):
+    with pytest.raises(ToolMissingError) as err:
+        make_store(pg_server, source_db, bin_dir=str(tmp_path)).check()
+    assert "pg_dump" in str(err.value) and "postgresql-client" in str(err.value)
+
+
+def test_open_capture_is_fast_on_a_large_table(pg_server, source_db, tmp_path):
+    with pg_server.connect(source_db) as conn:
+        conn.execute(
+            "CREATE TABLE scalar.big AS SELECT g AS id, repeat(md5(g::text), 4) AS payload "
+            "FROM generate_series(1, 200000) g"
+        )
+        size = conn.execute("SELECT pg_total_relation_size('scalar.big')").fetchone()[0]
+    assert size > 20_000_000
+    store = make_store(pg_server, source_db)
+    started = time.monotonic()
+    handle = store.open_capture(tmp_path / "cap")
+    elapsed = time.monotonic() - started
+    store.abort_capture(handle)
+    store.abort_capture(handle)  # idempotent
+    assert elapsed < 2.0
+
+
+def test_abort_after_finish_is_harmless(pg_server, source_db, tmp_path):
+    store = make_store(pg_server, source_db)
+    handle = store.open_capture(tmp_path / "cap")
+    store.finish_capture(handle)
+    store.abort_capture(handle)
+    with pg_server.connect() as conn:
+        snapshots = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state LIKE 'idle in%%'",
+            (source_db,),
+        ).fetchone()[0]
+    assert snapshots == 0
