@@ -5,11 +5,13 @@ Versioned (``format``); written last and atomically, so its existence is the fin
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pausepoint.errors import CatalogError
 from pausepoint.stores.base import StoreCapture
 
 MANIFEST_FORMAT = 1
@@ -31,8 +33,13 @@ class TimelineEvent(BaseModel):
     component: str
     node: str
     event: Literal[
-        "pause_sent", "pause_confirmed", "pause_failed", "checked_paused",
-        "unpause_sent", "unpause_confirmed", "unpause_failed",
+        "pause_sent",
+        "pause_confirmed",
+        "pause_failed",
+        "checked_paused",
+        "unpause_sent",
+        "unpause_confirmed",
+        "unpause_failed",
     ]
     detail: str | None = None
 
@@ -83,3 +90,64 @@ class RestorePoint(BaseModel):
                 if s.name == name:
                     return comp_name, s
         raise KeyError(name)
+
+
+# --- reading and writing --------------------------------------------------------------------
+
+
+def explain_validation(err: ValidationError, limit: int = 5) -> str:
+    parts = []
+    for e in err.errors()[:limit]:
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        parts.append(f"{where}: {e['msg']}")
+    more = len(err.errors()) - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def load_versioned(data: bytes, source: str, what: str, current: int) -> dict[str, Any]:
+    """The JSON object of a versioned catalog file, or CatalogError saying what to do."""
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CatalogError(
+            f"{what} {source} is not valid JSON ({exc}): the file is damaged. Restore it from a "
+            "copy of the catalog; until then the record it holds cannot be used."
+        ) from exc
+    if not isinstance(obj, dict):
+        raise CatalogError(
+            f"{what} {source} holds a JSON {type(obj).__name__}, not an object: the file is "
+            "damaged. Restore it from a copy of the catalog."
+        )
+    fmt = obj.get("format")
+    if type(fmt) is not int or fmt != current:  # true == 1 in Python, not in a format field
+        if type(fmt) is int and fmt > current:
+            hint = (
+                "it was written by a newer pausepoint. Upgrade pausepoint to read it; do not "
+                "edit the file."
+            )
+        else:
+            hint = (
+                "it was not written by pausepoint or is damaged. Restore it from a copy of the "
+                "catalog."
+            )
+        raise CatalogError(
+            f"{what} {source} has format {fmt!r}, this pausepoint reads format {current}: {hint}"
+        )
+    return obj
+
+
+def parse_manifest(data: bytes, source: str) -> RestorePoint:
+    """Read a manifest; CatalogError names the file and what to do when it cannot be used."""
+    obj = load_versioned(data, source, "manifest", MANIFEST_FORMAT)
+    try:
+        return RestorePoint.model_validate(obj)
+    except ValidationError as exc:
+        raise CatalogError(
+            f"manifest {source} does not describe a valid restore point "
+            f"({explain_validation(exc)}): it was damaged or edited. Restore it from a copy of "
+            "the catalog; the point cannot be restored until then."
+        ) from None
+
+
+def dump_manifest(point: RestorePoint) -> bytes:
+    return point.model_dump_json(indent=2).encode() + b"\n"

@@ -1,0 +1,389 @@
+"""The catalog facade: restore points, their artifacts and leases, over any driver.
+
+A restore point exists only once its manifest is written, and the manifest is written last:
+
+    pending = catalog.begin_point(site)           reserve an id; stores write into
+    pending.store_dir(component, store)           ... its staging directories
+    catalog.register(pending, point)              check every artifact, then write the manifest
+    catalog.discard(pending)                      or, on failure, remove the staged files
+
+A crash anywhere before the manifest's rename leaves a directory without a manifest: never
+listed, never restorable, removed by ``sweep_orphans`` once idle long enough.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pausepoint.catalog import layout
+from pausepoint.catalog.driver import CatalogDriver
+from pausepoint.catalog.lease import Lease, LeaseState, dump_lease, parse_lease
+from pausepoint.catalog.manifest import RestorePoint, dump_manifest, parse_manifest
+from pausepoint.errors import (
+    CatalogError,
+    CorruptArtifactError,
+    LeaseError,
+    RestorePointNotFoundError,
+)
+
+log = logging.getLogger(__name__)
+
+# Hashing reads whole files; a few in parallel keep disks busy (hashlib releases the GIL).
+_HASH_WORKERS = 4
+# How many existing ids a not-found message lists.
+_IDS_SHOWN = 10
+_ID_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class PendingPoint:
+    """A restore point being made: its id and where its stores write their artifacts."""
+
+    site: str
+    id: str
+    staging: Path  # local directory of the point's files until register() publishes them
+
+    def store_dir(self, component: str, store: str) -> Path:
+        """The (created) directory one store writes its artifacts into."""
+        path = self.staging / layout.check_segment("component", component)
+        path = path / layout.check_segment("store", store)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+@dataclass(frozen=True)
+class _Artifact:
+    component: str
+    store: str
+    path: str
+    size: int
+    sha256: str
+
+
+def _artifacts(point: RestorePoint) -> Iterable[_Artifact]:
+    for comp_name, comp in point.components.items():
+        for store in comp.stores:
+            for a in store.artifacts:
+                yield _Artifact(comp_name, store.name, a.path, a.size, a.sha256)
+
+
+class Catalog:
+    """Restore points and leases of every site, stored through one driver."""
+
+    def __init__(self, driver: CatalogDriver):
+        self.driver = driver
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.driver!r})"
+
+    # --- making a restore point ------------------------------------------------------------
+
+    def begin_point(self, site: str, now: datetime | None = None) -> PendingPoint:
+        """Reserve a fresh point id (sortable UTC time + random suffix) and its staging area."""
+        for _ in range(_ID_ATTEMPTS):
+            point_id = layout.new_point_id(now)
+            key = layout.point_key(site, point_id)
+            if self.driver.reserve(key):
+                return PendingPoint(site, point_id, self.driver.staging_dir(key))
+        raise CatalogError(
+            f"could not reserve a new restore point id for site {site!r} in "
+            f"{self.driver.location(layout.points_prefix(site))} after {_ID_ATTEMPTS} tries: "
+            "something else is creating directories there; check nothing else writes to it."
+        )
+
+    def register(self, pending: PendingPoint, restore_point: RestorePoint) -> None:
+        """Make the point restorable: publish and check every artifact, then write the manifest.
+
+        Raises CorruptArtifactError listing every missing or wrong file; nothing is registered
+        then and the staged files are left for ``discard`` or ``sweep_orphans``.
+        """
+        point = restore_point
+        if (point.site, point.id) != (pending.site, pending.id):
+            raise CatalogError(
+                f"restore point {point.id} of site {point.site!r} cannot be registered as the "
+                f"pending point {pending.id} of site {pending.site!r}: build it with the pending "
+                "point's id and site"
+            )
+        manifest = layout.manifest_key(point.site, point.id)
+        if self.driver.exists(manifest):
+            raise CatalogError(
+                f"restore point {point.id} of site {point.site!r} is already registered "
+                f"({self.driver.location(manifest)}); restore points are never rewritten"
+            )
+        self.driver.publish(layout.point_key(point.site, point.id))
+        problems = self._problems(point)
+        if problems:
+            raise CorruptArtifactError(
+                f"restore point {point.id} of site {point.site!r} was NOT registered: "
+                f"{len(problems)} artifact problem(s): {'; '.join(problems)}. This backup is "
+                "unusable; check the store's capture and the catalog's disk, then back up again."
+            )
+        # The finish marker: written last, atomically.
+        self.driver.write_atomic(manifest, dump_manifest(point))
+        log.info("registered restore point %s of site %s", point.id, point.site)
+
+    def discard(self, pending: PendingPoint) -> bool:
+        """Remove a failed run's staged files. Never touches a registered point (returns
+        False then): once the manifest exists the backup is good, whatever failed after."""
+        key = layout.point_key(pending.site, pending.id)
+        if self.driver.exists(layout.manifest_key(pending.site, pending.id)):
+            log.warning(
+                "not discarding restore point %s of site %s: it is already registered",
+                pending.id,
+                pending.site,
+            )
+            return False
+        self.driver.delete_prefix(key)
+        return True
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _candidate_ids(self, site: str) -> list[str]:
+        # Only names this catalog could have created; anything else is not ours to read or sweep.
+        children = self.driver.list_children(layout.points_prefix(site))
+        return [c for c in children if layout.is_point_id(c)]
+
+    def point_ids(self, site: str) -> list[str]:
+        """Ids of the registered points (with a manifest), newest first by id."""
+        ids = [
+            i for i in self._candidate_ids(site) if self.driver.exists(layout.manifest_key(site, i))
+        ]
+        return sorted(ids, reverse=True)
+
+    def _read(self, site: str, point_id: str) -> RestorePoint:
+        key = layout.manifest_key(site, point_id)
+        where = self.driver.location(key)
+        point = parse_manifest(self.driver.read_bytes(key), where)
+        if (point.site, point.id) != (site, point_id):
+            raise CatalogError(
+                f"manifest {where} describes restore point {point.id} of site {point.site!r}, "
+                f"not {point_id} of {site!r}: it was copied or moved. Put it back where it "
+                "belongs (its directory must be named after its id, under its site)."
+            )
+        return point
+
+    def list_points(self, site: str) -> list[RestorePoint]:
+        """Registered restore points, newest data first (by mid-time, then id).
+
+        Directories without a manifest (running or failed backups) are not points and are
+        skipped; a damaged manifest raises CatalogError naming the file.
+        """
+        points = [self._read(site, i) for i in self.point_ids(site)]
+        return sorted(points, key=lambda p: (p.window.mid, p.id), reverse=True)
+
+    def get_point(self, site: str, point_id: str) -> RestorePoint:
+        if layout.is_point_id(point_id):
+            try:
+                return self._read(site, point_id)
+            except FileNotFoundError:
+                pass
+        raise RestorePointNotFoundError(self._not_found(site, point_id))
+
+    def _not_found(self, site: str, point_id: str) -> str:
+        ids = self.point_ids(site)
+        if not layout.is_point_id(point_id):
+            head = f"{point_id!r} is not a restore point id (they look like 20261128T003119Z-3f9a)"
+        elif self.driver.exists(layout.point_key(site, point_id)):
+            head = (
+                f"restore point {point_id} of site {site!r} is unfinished: its backup never "
+                "registered it (no manifest), so it cannot be restored"
+            )
+        else:
+            head = f"site {site!r} has no restore point {point_id}"
+        if not ids:
+            where = self.driver.location(layout.points_prefix(site))
+            return (
+                f"{head}. The site has no restore points in {where}: run a backup first, or "
+                "check catalog.path in the site file."
+            )
+        shown = ", ".join(ids[:_IDS_SHOWN])
+        more = f" and {len(ids) - _IDS_SHOWN} older" if len(ids) > _IDS_SHOWN else ""
+        return (
+            f"{head}. Existing points (newest first): {shown}{more}. Pick one of them "
+            "(`pausepoint points list --site FILE`)."
+        )
+
+    def point_dir(self, site: str, point_id: str) -> Path:
+        return self.driver.fetch_dir(layout.point_key(site, point_id))
+
+    def store_dir(self, site: str, point_id: str, component: str, store: str) -> Path:
+        """The local directory holding one store's artifacts (the restore's source)."""
+        return self.driver.fetch_dir(layout.store_key(site, point_id, component, store))
+
+    # --- verifying --------------------------------------------------------------------------
+
+    def verify_point(self, site: str, point_id: str) -> list[str]:
+        """Every problem of a registered point's artifacts (missing, wrong size, wrong sha256),
+        each naming the file. Empty when the point is intact."""
+        return self._problems(self.get_point(site, point_id))
+
+    def _problems(self, point: RestorePoint) -> list[str]:
+        artifacts = list(_artifacts(point))
+        with ThreadPoolExecutor(max_workers=_HASH_WORKERS) as pool:
+            found = pool.map(lambda a: self._check(point, a), artifacts)
+            return [p for p in found if p is not None]
+
+    def _check(self, point: RestorePoint, a: _Artifact) -> str | None:
+        whose = f"(store {a.store!r} of {a.component})"
+        if not layout.safe_relative(a.path):
+            return (
+                f"artifact path {a.path!r} {whose} leaves the store's directory; the manifest "
+                "was altered"
+            )
+        try:
+            key = f"{layout.store_key(point.site, point.id, a.component, a.store)}/{a.path}"
+        except CatalogError as exc:
+            return f"artifact {a.path!r} {whose}: {exc}"
+        where = self.driver.location(key)
+        info = self.driver.stat(key)
+        if info is None:
+            return f"{where} {whose}: missing"
+        if info.size != a.size:
+            return f"{where} {whose}: wrong size: {info.size} bytes, the manifest says {a.size}"
+        try:
+            digest = self.driver.sha256(key)
+        except FileNotFoundError:
+            return f"{where} {whose}: missing"
+        if digest != a.sha256:
+            return f"{where} {whose}: wrong sha256: {digest}, the manifest says {a.sha256}"
+        return None
+
+    # --- removing ---------------------------------------------------------------------------
+
+    def sweep_orphans(
+        self, site: str, older_than: timedelta = timedelta(hours=24), now: datetime | None = None
+    ) -> list[Path]:
+        """Delete point directories without a manifest that have been idle for ``older_than``.
+
+        Idle means: neither the id's start time nor any file in it is newer. A backup still
+        copying keeps writing, so make ``older_than`` longer than the slowest capture's pauses.
+        Returns the directories removed.
+        """
+        now = now or datetime.now(UTC)
+        swept: list[Path] = []
+        for point_id in self._candidate_ids(site):
+            if self.driver.exists(layout.manifest_key(site, point_id)):
+                continue
+            key = layout.point_key(site, point_id)
+            files = self.driver.list_files(key)
+            last = max([layout.point_id_time(point_id), *(f.modified for f in files)])
+            if now - last < older_than:
+                continue
+            # Re-check: a backup may have registered while we looked.
+            if self.driver.exists(layout.manifest_key(site, point_id)):
+                continue
+            path = self.point_dir(site, point_id)
+            self.driver.delete_prefix(key)
+            log.info(
+                "swept unfinished restore point %s of site %s (idle since %s)",
+                point_id,
+                site,
+                last.isoformat(),
+            )
+            swept.append(path)
+        return swept
+
+    def delete_point(self, site: str, point_id: str) -> None:
+        """Delete a registered point. The manifest goes first, so a half-finished delete leaves
+        an unlisted orphan for ``sweep_orphans``, never a listed point with missing files."""
+        self.get_point(site, point_id)  # RestorePointNotFoundError with the ids that exist
+        self.driver.delete(layout.manifest_key(site, point_id))
+        self.driver.delete_prefix(layout.point_key(site, point_id))
+
+    # --- leases -----------------------------------------------------------------------------
+
+    def _read_lease(self, site: str, run_id: str) -> Lease:
+        key = layout.lease_key(site, run_id)
+        try:
+            data = self.driver.read_bytes(key)
+        except FileNotFoundError:
+            raise LeaseError(
+                f"site {site!r} has no lease for run {run_id!r} "
+                f"({self.driver.location(key)}); list them with Catalog.list_leases"
+            ) from None
+        lease = parse_lease(data, self.driver.location(key))
+        if (lease.site, lease.run_id) != (site, run_id):
+            raise LeaseError(
+                f"lease {self.driver.location(key)} belongs to run {lease.run_id!r} of site "
+                f"{lease.site!r}: it was copied or renamed; put it back under its own name"
+            )
+        return lease
+
+    def _write_lease(self, lease: Lease) -> None:
+        key = layout.lease_key(lease.site, lease.run_id)
+        try:
+            self.driver.write_atomic(key, dump_lease(lease))
+        except CatalogError as exc:
+            raise LeaseError(
+                f"lease of run {lease.run_id!r} (site {lease.site!r}, nodes "
+                f"{', '.join(lease.nodes)}) could not be written: {exc}"
+            ) from exc
+
+    def write_lease(self, lease: Lease) -> Lease:
+        """Write (or extend) an active lease. Before any node is paused."""
+        if lease.state != "active":
+            raise LeaseError(
+                f"a new lease must be active, not {lease.state!r}; use release_lease or "
+                "mark_broken to end one"
+            )
+        try:
+            old = self._read_lease(lease.site, lease.run_id)
+        except LeaseError:
+            old = None  # none yet (a damaged one is replaced by the fresh record)
+        if old is not None and old.state != "active":
+            raise LeaseError(
+                f"run {lease.run_id!r} of site {lease.site!r} already ended its lease "
+                f"({old.state}); a run takes one lease, so start a new run"
+            )
+        self._write_lease(lease)
+        return lease
+
+    def get_lease(self, site: str, run_id: str) -> Lease:
+        return self._read_lease(site, run_id)
+
+    def _end_lease(
+        self, site: str, run_id: str, state: LeaseState, reason: str | None, now: datetime | None
+    ) -> Lease:
+        lease = self._read_lease(site, run_id)
+        if lease.state != "active":
+            # Already ended: keep the first record (who unpaused, and why).
+            log.info("lease of run %s of site %s is already %s", run_id, site, lease.state)
+            return lease
+        ended = lease.model_copy(
+            update={"state": state, "broken_reason": reason, "updated_at": now or datetime.now(UTC)}
+        )
+        ended = Lease.model_validate(ended.model_dump())  # re-check the invariants
+        self._write_lease(ended)
+        return ended
+
+    def release_lease(self, site: str, run_id: str, now: datetime | None = None) -> Lease:
+        """The run unpaused every node: the lease is done. Returns the lease as stored (a lease
+        the watchdog already broke stays broken)."""
+        return self._end_lease(site, run_id, "released", None, now)
+
+    def mark_broken(
+        self, site: str, run_id: str, reason: str, now: datetime | None = None
+    ) -> Lease:
+        """Someone else (the watchdog) had to act on this lease; ``reason`` says what and why."""
+        if not reason.strip():
+            raise ValueError("say why the lease is broken")
+        return self._end_lease(site, run_id, "broken", reason, now)
+
+    def list_leases(self, site: str, state: LeaseState | None = None) -> list[Lease]:
+        """Leases of a site, newest first, optionally only those in ``state``."""
+        prefix = layout.leases_prefix(site)
+        leases = []
+        for info in self.driver.list_files(prefix):
+            name = info.key.removeprefix(prefix + "/")
+            run_id = name.removesuffix(".json")
+            if name == run_id or not layout.is_segment(run_id):
+                continue  # a temp file of an atomic write (dot-prefixed), or not a lease
+            lease = self._read_lease(site, run_id)
+            if state is None or lease.state == state:
+                leases.append(lease)
+        return sorted(leases, key=lambda x: (x.created_at, x.run_id), reverse=True)

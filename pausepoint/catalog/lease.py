@@ -1,0 +1,92 @@
+"""Leases: the record, written before pausing, of which nodes a run paused and until when.
+
+The backup run writes its lease ``active`` before the first Pause and releases it after the last
+Unpause. The watchdog looks for ``active`` leases past their deadline whose run is gone, unpauses
+their nodes and marks the lease ``broken`` with the reason. A lease only ever leaves ``active``;
+released and broken leases are kept as history (prune removes them).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pausepoint.catalog.manifest import explain_validation, load_versioned
+from pausepoint.errors import CatalogError, LeaseError
+
+LEASE_FORMAT = 1
+
+LeaseState = Literal["active", "released", "broken"]
+
+# "component/host:port", as pausepoint.window.Node prints itself
+_NODE = re.compile(r"^[a-z0-9][a-z0-9_-]*/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
+
+
+class Lease(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: Literal[1] = LEASE_FORMAT
+    site: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    run_id: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="the flow run id (or another id unique to the run); names the lease file",
+    )
+    owner: str = Field(description="who holds it, for people: flow run name, host and pid")
+    nodes: list[str] = Field(min_length=1, description='"component/host:port" of every node')
+    created_at: datetime
+    deadline: datetime = Field(description="after this the watchdog may unpause the nodes")
+    state: LeaseState = "active"
+    broken_reason: str | None = None
+    updated_at: datetime | None = None
+    point_id: str | None = Field(None, description="the restore point the run was making")
+
+    @field_validator("nodes")
+    @classmethod
+    def _node_names(cls, nodes: list[str]) -> list[str]:
+        bad = [n for n in nodes if not _NODE.match(n)]
+        if bad:
+            raise ValueError(f"nodes must be 'component/host:port', not {bad}")
+        return nodes
+
+    @field_validator("created_at", "deadline", "updated_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("times must be timezone-aware (UTC)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Lease:
+        if self.deadline < self.created_at:
+            raise ValueError("deadline is before created_at")
+        if (self.state == "broken") != (self.broken_reason is not None):
+            raise ValueError("broken_reason is given exactly when state is 'broken'")
+        return self
+
+    def expired(self, now: datetime) -> bool:
+        """True for an active lease past its deadline: the watchdog's candidates."""
+        return self.state == "active" and now >= self.deadline
+
+
+def parse_lease(data: bytes, source: str) -> Lease:
+    try:
+        obj = load_versioned(data, source, "lease", LEASE_FORMAT)
+        return Lease.model_validate(obj)
+    except CatalogError as exc:
+        raise LeaseError(
+            f"{exc} The nodes it names may still be paused: check them "
+            "(`pausepoint unpause --site FILE` unpauses every node of the site)."
+        ) from exc
+    except ValidationError as exc:
+        raise LeaseError(
+            f"lease {source} is not a valid lease ({explain_validation(exc)}): it was damaged "
+            "or edited. Check the nodes it names are unpaused (`pausepoint unpause --site "
+            "FILE`), then delete the file."
+        ) from None
+
+
+def dump_lease(lease: Lease) -> bytes:
+    return lease.model_dump_json(indent=2).encode() + b"\n"
