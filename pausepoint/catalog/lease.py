@@ -4,6 +4,10 @@ The backup run writes its lease ``active`` before the first Pause and releases i
 Unpause. The watchdog looks for ``active`` leases past their deadline whose run is gone, unpauses
 their nodes and marks the lease ``broken`` with the reason. A lease only ever leaves ``active``;
 released and broken leases are kept as history (prune removes them).
+
+Each write is atomic, but a transition is read-then-write without a lock: when the run and the
+watchdog end the same lease at once, the last writer's record stays. Both have unpaused by then;
+a run whose lease was broken under it is caught by CheckPaused before its window closes.
 """
 
 from __future__ import annotations
