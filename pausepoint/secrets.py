@@ -40,7 +40,11 @@ class SecretRef(BaseModel):
         return self
 
     def describe(self) -> str:
-        return f"environment variable {self.env}" if self.env else f"Prefect Secret block {self.block!r}"
+        return (
+            f"environment variable {self.env}"
+            if self.env
+            else f"Prefect Secret block {self.block!r}"
+        )
 
 
 BlockResolver = Callable[[str], str]
@@ -49,7 +53,9 @@ BlockResolver = Callable[[str], str]
 class SecretResolver:
     """Turns a SecretRef into a SecretStr; environment always, blocks when given a resolver."""
 
-    def __init__(self, block_resolver: BlockResolver | None = None, environ: dict[str, str] | None = None):
+    def __init__(
+        self, block_resolver: BlockResolver | None = None, environ: dict[str, str] | None = None
+    ):
         self._block_resolver = block_resolver
         self._environ = os.environ if environ is None else environ
 

@@ -8,8 +8,8 @@ import pytest
 
 from pausepoint.errors import (
     CaptureError,
-    PausepointError,
     PauseError,
+    PausepointError,
     UnpauseError,
     VerificationError,
     most_severe,

@@ -18,10 +18,20 @@ def site_dict(**over):
         "ledger": {
             "targets": {"static": ["127.0.0.1:50053", "127.0.0.1:50153"]},
             "stores": [
-                {"kind": "postgres", "name": "ledger-pg", "user": "scalar",
-                 "password": {"env": "PG_PASSWORD"}, "database": "ledger"},
-                {"kind": "mysql", "name": "ledger-my", "user": "scalar",
-                 "password": {"env": "MY_PASSWORD"}, "databases": ["scalar"]},
+                {
+                    "kind": "postgres",
+                    "name": "ledger-pg",
+                    "user": "scalar",
+                    "password": {"env": "PG_PASSWORD"},
+                    "database": "ledger",
+                },
+                {
+                    "kind": "mysql",
+                    "name": "ledger-my",
+                    "user": "scalar",
+                    "password": {"env": "MY_PASSWORD"},
+                    "databases": ["scalar"],
+                },
             ],
         },
     }
@@ -38,8 +48,10 @@ def write(tmp_path: Path, data) -> Path:
 def test_load_site_valid_file_resolves_catalog_relative_to_file(tmp_path):
     site = load_site(write(tmp_path, site_dict()))
     assert site.catalog.path == (tmp_path / "catalog").resolve()
-    assert site.ledger.targets.static == [Target(host="127.0.0.1", port=50053),
-                                          Target(host="127.0.0.1", port=50153)]
+    assert site.ledger.targets.static == [
+        Target(host="127.0.0.1", port=50053),
+        Target(host="127.0.0.1", port=50153),
+    ]
     assert [s.kind for _, s in site.stores()] == ["postgres", "mysql"]
     assert site.needs_pause()
 
@@ -53,8 +65,10 @@ def test_needs_pause_single_transactional_store_is_false():
 def test_needs_pause_ledger_and_auditor_on_one_kind_is_true():
     data = site_dict()
     data["ledger"]["stores"] = data["ledger"]["stores"][:1]
-    data["auditor"] = {"targets": {"static": ["127.0.0.1:40053"]},
-                       "stores": [dict(data["ledger"]["stores"][0], name="auditor-pg")]}
+    data["auditor"] = {
+        "targets": {"static": ["127.0.0.1:40053"]},
+        "stores": [dict(data["ledger"]["stores"][0], name="auditor-pg")],
+    }
     assert parse_site(data).needs_pause()
 
 
@@ -73,20 +87,30 @@ def test_load_site_inline_password_refused_with_fix():
     ("mutate", "where", "says"),
     [
         (lambda d: d.pop("catalog"), "catalog", "is required"),
-        (lambda d: d["ledger"]["targets"].update(static=["nohost"]), "ledger.targets.static",
-         "is not host:port"),
-        (lambda d: d["ledger"]["targets"].update(static=[]), "ledger.targets",
-         "give the admin endpoints"),
-        (lambda d: d["ledger"]["stores"][0].update(kind="oracle"), "ledger.stores.0",
-         "postgres"),
-        (lambda d: d["ledger"]["stores"][1].update(name="ledger-pg"), "(top level)",
-         "used twice"),
+        (
+            lambda d: d["ledger"]["targets"].update(static=["nohost"]),
+            "ledger.targets.static",
+            "is not host:port",
+        ),
+        (
+            lambda d: d["ledger"]["targets"].update(static=[]),
+            "ledger.targets",
+            "give the admin endpoints",
+        ),
+        (lambda d: d["ledger"]["stores"][0].update(kind="oracle"), "ledger.stores.0", "postgres"),
+        (lambda d: d["ledger"]["stores"][1].update(name="ledger-pg"), "(top level)", "used twice"),
         (lambda d: d.update(pauze={}), "pauze", "not a known setting"),
-        (lambda d: d.update(pause={"drain_timeout_ms": -1}), "pause.drain_timeout_ms",
-         "greater than 0"),
+        (
+            lambda d: d.update(pause={"drain_timeout_ms": -1}),
+            "pause.drain_timeout_ms",
+            "greater than 0",
+        ),
         (lambda d: d.update(site="Demo Site"), "site", "should match pattern"),
-        (lambda d: d["ledger"]["stores"][0]["password"].update(block="x"),
-         "ledger.stores.0.postgres.password", "exactly one"),
+        (
+            lambda d: d["ledger"]["stores"][0]["password"].update(block="x"),
+            "ledger.stores.0.postgres.password",
+            "exactly one",
+        ),
     ],
 )
 def test_parse_site_bad_field_names_field_and_problem(mutate, where, says):
@@ -107,7 +131,7 @@ def test_load_site_malformed_yaml_gives_line(tmp_path):
 
 
 def test_load_site_missing_file_names_path(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read site file .*nope.yaml"):
+    with pytest.raises(ConfigError, match=r"cannot read site file .*nope\.yaml"):
         load_site(tmp_path / "nope.yaml")
 
 
