@@ -184,7 +184,7 @@ class RestoreRun:
             )
 
     def check_target(self, slot: RestoreSlot) -> None:
-        slot.store.check()
+        # Not check(): a restore target's database may not exist yet (restore creates it).
         slot.store.check_restore_target(slot.capture, self.target.replace)
 
     def restore(self, slot: RestoreSlot) -> None:
