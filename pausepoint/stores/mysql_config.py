@@ -22,3 +22,12 @@ class MysqlConfig(StoreConfigBase):
         description="restore only: captured database name -> name to restore it as",
     )
     bin_dir: str | None = Field(None, description="folder of mariadb-dump/mysqldump; default: PATH")
+    gzip_level: int = Field(
+        0,
+        ge=0,
+        le=9,
+        description=(
+            "gzip level of the dump artifact; 0 (default) stores it uncompressed, which keeps "
+            "the dump at full speed on small machines; 1 saves ~50% space for ~10-20% speed"
+        ),
+    )

@@ -5,10 +5,11 @@ shows up as a broken invariant.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -23,6 +24,7 @@ class TransferWriter:
     ):
         self._connect, self._transfer, self._accounts = connect, transfer, accounts
         self._stop = threading.Event()
+        self._gate = threading.Lock()  # held by paused(): like ScalarDL's pause gate
         self._thread = threading.Thread(target=self._run, name="transfer-writer", daemon=True)
         self.committed = 0
         self.error: BaseException | None = None
@@ -33,8 +35,9 @@ class TransferWriter:
             conn = self._connect()
             try:
                 while not self._stop.is_set():
-                    self._transfer(conn, rnd.randrange(self._accounts), rnd.randrange(1, 100))
-                    self.committed += 1
+                    with self._gate:
+                        self._transfer(conn, rnd.randrange(self._accounts), rnd.randrange(1, 100))
+                        self.committed += 1
             finally:
                 conn.close()
         except BaseException as exc:  # surfaced by stop()
@@ -43,6 +46,12 @@ class TransferWriter:
     def __enter__(self) -> TransferWriter:
         self._thread.start()
         return self
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No transaction runs inside the block; the one in flight finishes first (a drain)."""
+        with self._gate:
+            yield
 
     def wait_for(self, commits: int, timeout: float = 30) -> None:
         """Block until the writer has committed at least ``commits`` transactions."""

@@ -1,0 +1,310 @@
+"""MysqlStore against a private MariaDB server: snapshot opened inside open_capture, capture
+under load, restore with renamed databases, refusals."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import pymysql
+import pytest
+
+from pausepoint.errors import (
+    CorruptArtifactError,
+    StoreCheckError,
+    TargetNotEmptyError,
+    ToolMissingError,
+)
+from pausepoint.secrets import SecretRef, SecretResolver
+from pausepoint.stores.mysql import MysqlStore, is_post_snapshot
+from pausepoint.stores.mysql_config import MysqlConfig
+from tests.support.servers import MysqlServer
+from tests.support.workload import TransferWriter
+
+pytestmark = pytest.mark.integration
+
+ACCOUNTS = 200
+INITIAL = 1_000
+
+
+def make_store(
+    server: MysqlServer, databases: list[str], password: str | None = None, **kw
+) -> MysqlStore:
+    config = MysqlConfig(
+        name="ledger-my",
+        host=server.host,
+        port=server.port,
+        user=server.user,
+        password=SecretRef(env="PP_TEST_MY_PASSWORD"),
+        databases=databases,
+        **kw,
+    )
+    resolve = SecretResolver(environ={"PP_TEST_MY_PASSWORD": password or server.password})
+    return MysqlStore(config, resolve)
+
+
+@pytest.fixture
+def dbs(mysql_server: MysqlServer) -> list[str]:
+    """A ledger database and a coordinator database, like ScalarDL on multi-storage."""
+    suffix = uuid.uuid4().hex[:8]
+    ledger, coord = f"ledger_{suffix}", f"coord_{suffix}"
+    with mysql_server.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {ledger} CHARACTER SET utf8mb4")
+        cur.execute(f"CREATE DATABASE {coord}")
+        cur.execute(
+            f"CREATE TABLE {ledger}.account (id INT PRIMARY KEY, balance BIGINT NOT NULL, "
+            "note TEXT NULL, data BLOB, updated TIMESTAMP(6) NULL, ratio DOUBLE) ENGINE=InnoDB"
+        )
+        cur.execute(
+            f"CREATE TABLE {coord}.transfer (tx_id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+            "account INT NOT NULL, amount BIGINT NOT NULL) ENGINE=InnoDB"
+        )
+        cur.execute(f"CREATE TABLE {coord}.zz_marker (v VARCHAR(64)) ENGINE=InnoDB")
+        cur.execute(
+            f"INSERT INTO {ledger}.account SELECT seq, {INITIAL}, "
+            "IF(seq % 3 = 0, NULL, CONCAT('n', seq, '\\n''quoted''')), UNHEX(MD5(seq)), "
+            f"NOW(6), seq / 7 FROM {ledger}.seq_0_to_{ACCOUNTS - 1}"
+        )
+    return [ledger, coord]
+
+
+def transfer_sql(dbs: list[str]):
+    ledger, coord = dbs
+
+    def transfer(conn: pymysql.Connection, account: int, amount: int) -> None:
+        # One transaction over both databases.
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(
+                f"UPDATE {ledger}.account SET balance = balance - %s, updated = NOW(6) "
+                "WHERE id = %s",
+                (amount, account),
+            )
+            cur.execute(
+                f"INSERT INTO {coord}.transfer (account, amount) VALUES (%s, %s)",
+                (account, amount),
+            )
+            cur.execute("COMMIT")
+
+    return transfer
+
+
+def invariant(server: MysqlServer, dbs: list[str]) -> tuple[int, int]:
+    ledger, coord = dbs
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT (SELECT SUM(balance) FROM {ledger}.account) "
+            f"+ (SELECT COALESCE(SUM(amount), 0) FROM {coord}.transfer), "
+            f"(SELECT COUNT(*) FROM {coord}.transfer)"
+        )
+        total, moved = cur.fetchone()
+    return int(total), int(moved)
+
+
+def renamed(dbs: list[str], tag: str) -> dict[str, str]:
+    return {d: f"{d}_{tag}" for d in dbs}
+
+
+@pytest.mark.parametrize("gzip_level", [0, 1], ids=["plain", "gzip1"])
+def test_capture_under_writer_restores_the_exact_snapshot(mysql_server, dbs, tmp_path, gzip_level):
+    store = make_store(mysql_server, dbs, gzip_level=gzip_level)
+    seen: list[int] = []
+    with TransferWriter(lambda: mysql_server.connect(), transfer_sql(dbs), ACCOUNTS) as writer:
+        writer.wait_for(50)
+        # The dump and the fingerprint connection each open their own snapshot: only a pause
+        # (as the backup flow does around open_capture) makes them the same point.
+        with writer.paused():
+            handle = store.open_capture(tmp_path / "cap")
+        writer.wait_for(writer.committed + 50)  # writes continue after the unpause
+        result = store.finish_capture(handle, progress=lambda _s, n: seen.append(n))
+    assert result.method == "mariadb-dump-single-transaction"
+    assert [a.path for a in result.artifacts] == ["dump.sql.gz" if gzip_level else "dump.sql"]
+    assert seen and seen[-1] == result.artifacts[0].size
+    assert {f"{dbs[0]}.account", f"{dbs[1]}.transfer"} <= set(result.fingerprint)
+
+    mapping = renamed(dbs, "copy")
+    target = make_store(mysql_server, dbs, database_map=mapping)
+    target.check_restore_target(result, replace=False)
+    target.restore(result, tmp_path / "cap", replace=False)
+
+    assert target.fingerprint() == result.fingerprint
+    total, moved = invariant(mysql_server, list(mapping.values()))
+    assert total == ACCOUNTS * INITIAL
+    assert 0 < moved < invariant(mysql_server, dbs)[1]  # the snapshot, not the end state
+
+
+@pytest.fixture(scope="module")
+def big_dbs(mysql_server: MysqlServer) -> list[str]:
+    """A database with a table of tens of MB (dumped first) and a small one dumped last."""
+    suffix = uuid.uuid4().hex[:8]
+    big, late = f"big_{suffix}", f"late_{suffix}"
+    with mysql_server.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {big}")
+        cur.execute(f"CREATE DATABASE {late}")
+        cur.execute(f"CREATE TABLE {big}.payload (id INT PRIMARY KEY, body TEXT)")
+        cur.execute(
+            f"INSERT INTO {big}.payload SELECT seq, REPEAT(MD5(seq), 8) FROM {big}.seq_1_to_100000"
+        )
+        cur.execute(f"CREATE TABLE {late}.marker (v VARCHAR(64))")
+    return [big, late]
+
+
+def test_open_capture_is_fast_on_a_large_table(mysql_server, big_dbs, tmp_path):
+    store = make_store(mysql_server, big_dbs)
+    store.check()  # caches the tool version, as the backup flow's preflight does
+    started = time.monotonic()
+    handle = store.open_capture(tmp_path / "cap")
+    elapsed = time.monotonic() - started
+    store.abort_capture(handle)
+    store.abort_capture(handle)  # idempotent
+    assert elapsed < 2.0
+    assert handle.dump.poll() is not None  # the aborted dump is gone
+
+
+def test_open_capture_returns_only_once_the_dump_snapshot_is_open(mysql_server, big_dbs, tmp_path):
+    late = big_dbs[1]
+    store = make_store(mysql_server, big_dbs)
+    store.check()
+    handle = store.open_capture(tmp_path / "cap")
+    marker = f"written-after-open-{uuid.uuid4().hex}"
+    with mysql_server.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {late}.marker VALUES (%s)", (marker,))
+    still_dumping = handle.dump.poll() is None
+    result = store.finish_capture(handle)
+
+    assert still_dumping, "the dump finished before the write: make the big table bigger"
+    assert handle.signal.startswith("processlist")
+    dump = (tmp_path / "cap" / "dump.sql").read_bytes()
+    assert b"CREATE TABLE `marker`" in dump
+    assert marker.encode() not in dump
+    assert result.fingerprint[f"{late}.marker"].rows == 0
+    assert result.details["uncompressed_bytes"] > 10_000_000
+
+
+def test_snapshot_signal_matches_what_the_dump_sends(mysql_server, big_dbs, tmp_path):
+    """Reads the general log: the dump's statements before START TRANSACTION never count as
+    the signal, and the ones after it do (the evidence behind POST_SNAPSHOT)."""
+    log = mysql_server.general_log
+    start = log.stat().st_size if log.exists() else 0
+    with mysql_server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SET GLOBAL general_log = 1")
+        try:
+            store = make_store(mysql_server, big_dbs)
+            store.finish_capture(store.open_capture(tmp_path / "cap"))
+        finally:
+            cur.execute("SET GLOBAL general_log = 0")
+    with open(log, "rb") as f:
+        f.seek(start)
+        text = f.read().decode(errors="replace")
+    # Lines look like "<time?>\t  <id> Query\t<statement>"; the dump is the connection that
+    # sent START TRANSACTION ... WITH CONSISTENT SNAPSHOT.
+    entries = re.findall(r"^\S*\s+(\d+) (Query|Init DB|Connect|Quit)\t(.*)$", text, re.M)
+    dump_ids = {i for i, kind, s in entries if kind == "Query" and "WITH CONSISTENT SNAPSHOT" in s}
+    dump_ids -= {i for i, kind, s in entries if "READ ONLY" in s}  # the fingerprint connection
+    assert len(dump_ids) == 1
+    statements = [s for i, kind, s in entries if i in dump_ids and kind == "Query"]
+    begin = next(n for n, s in enumerate(statements) if "WITH CONSISTENT SNAPSHOT" in s)
+    assert begin > 0
+    assert not any(is_post_snapshot(s) for s in statements[: begin + 1])
+    assert all(
+        is_post_snapshot(s) for s in statements[begin + 1 :] if not s.upper().startswith("SET")
+    ), [s for s in statements[begin + 1 :] if not is_post_snapshot(s)]
+
+
+def test_restore_into_non_empty_target_is_refused_then_replaced(mysql_server, dbs, tmp_path):
+    store = make_store(mysql_server, dbs)
+    result = store.finish_capture(store.open_capture(tmp_path / "cap"))
+    with mysql_server.connect() as conn:
+        transfer_sql(dbs)(conn, 1, 5)  # the live databases move on
+
+    with pytest.raises(TargetNotEmptyError) as err:
+        store.check_restore_target(result, replace=False)
+    text = str(err.value)
+    assert dbs[0] in text and "--replace" in text and f"{dbs[0]}.account" in text
+    with pytest.raises(TargetNotEmptyError):
+        store.restore(result, tmp_path / "cap", replace=False)
+
+    store.restore(result, tmp_path / "cap", replace=True)
+    assert store.fingerprint() == result.fingerprint
+    assert invariant(mysql_server, dbs) == (ACCOUNTS * INITIAL, 0)
+
+
+def test_restore_with_corrupt_artifact_is_refused_before_any_change(mysql_server, dbs, tmp_path):
+    result = make_store(mysql_server, dbs).finish_capture(
+        make_store(mysql_server, dbs).open_capture(tmp_path / "cap")
+    )
+    path = tmp_path / "cap" / result.artifacts[0].path
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(data)
+
+    mapping = renamed(dbs, "bad")
+    with pytest.raises(CorruptArtifactError, match=r"dump\.sql"):
+        make_store(mysql_server, dbs, database_map=mapping).restore(
+            result, tmp_path / "cap", replace=False
+        )
+    with mysql_server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE %s", ("%_bad",))
+        assert cur.fetchall() == ()
+
+
+def test_check_reports_versions_and_databases(mysql_server, dbs):
+    facts = make_store(mysql_server, dbs).check()
+    assert "MariaDB" in facts["server_version"]
+    assert facts["tables"] == 3 and "mariadb-dump" in facts
+
+
+def test_check_with_wrong_password_says_so_without_the_password(mysql_server, dbs):
+    wrong = "not-the-Password-123"
+    with pytest.raises(StoreCheckError) as err:
+        make_store(mysql_server, dbs, password=wrong).check()
+    text = str(err.value)
+    assert "password" in text and "PP_TEST_MY_PASSWORD" in text and f"{mysql_server.port}" in text
+    assert wrong not in text and mysql_server.password not in text
+
+
+def test_check_with_missing_database_names_it(mysql_server, dbs):
+    with pytest.raises(StoreCheckError, match="nope_db"):
+        make_store(mysql_server, [*dbs, "nope_db"]).check()
+
+
+def test_check_with_empty_bin_dir_reports_missing_tool(mysql_server, dbs, tmp_path):
+    with pytest.raises(ToolMissingError) as err:
+        make_store(mysql_server, dbs, bin_dir=str(tmp_path)).check()
+    assert "mariadb-dump" in str(err.value) and "mariadb-client" in str(err.value)
+
+
+def test_capture_leaves_no_secret_file_behind(mysql_server, dbs, tmp_path):
+    store = make_store(mysql_server, dbs)
+    handle = store.open_capture(tmp_path / "cap")
+    assert (handle.secret_dir / "client.cnf").stat().st_mode & 0o777 == 0o600
+    assert mysql_server.password not in " ".join(handle.dump.argv)
+    store.finish_capture(handle)
+    assert not handle.secret_dir.exists()
+    assert sorted(p.name for p in (tmp_path / "cap").iterdir()) == ["dump.sql"]
+
+
+def test_capture_and_restore_as_dedicated_user_with_awkward_password(mysql_server, dbs, tmp_path):
+    password = 'a"b#c\\d e'
+    user = f"bk_{uuid.uuid4().hex[:6]}"
+    with mysql_server.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY %s", (password,))
+        cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{user}'@'127.0.0.1'")
+    config = dict(
+        name="ledger-my",
+        host=mysql_server.host,
+        port=mysql_server.port,
+        user=user,
+        password=SecretRef(env="PW"),
+    )
+    resolve = SecretResolver(environ={"PW": password})
+    store = MysqlStore(MysqlConfig(databases=dbs, **config), resolve)
+    store.check()
+    handle = store.open_capture(tmp_path / "cap")
+    assert handle.signal.startswith(("processlist", "dump exited"))
+    result = store.finish_capture(handle)
+    mapping = renamed(dbs, "usr")
+    target = MysqlStore(MysqlConfig(databases=dbs, database_map=mapping, **config), resolve)
+    target.restore(result, tmp_path / "cap", replace=False)
+    assert target.fingerprint(sorted(result.fingerprint)) == result.fingerprint
