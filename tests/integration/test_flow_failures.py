@@ -171,7 +171,7 @@ def test_backup_missing_pg_dump_caught_before_any_pause(small_site, tmp_path):
 
 def test_backup_malformed_site_file_names_the_problem(small_site):
     small_site.edit(lambda d: d["ledger"]["targets"].update(static=["nohost"]))
-    with pytest.raises(ConfigError, match="ledger.targets.static"):
+    with pytest.raises(ConfigError, match=r"ledger\.targets\.static"):
         backup(site_file=str(small_site.path))
     assert pause_calls(small_site) == 0
 
