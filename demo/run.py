@@ -37,6 +37,9 @@ def main() -> int:
         shutil.rmtree(BASE)
     BASE.mkdir(parents=True)
     BASE.chmod(0o711)  # PostgreSQL runs as the postgres user and must reach its data dir
+    from pausepoint.cli import _prefect_defaults
+
+    _prefect_defaults()
     os.environ["DEMO_PG_PASSWORD"] = servers.PASSWORD
     os.environ["DEMO_MY_PASSWORD"] = servers.PASSWORD
 

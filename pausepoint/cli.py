@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -88,8 +89,16 @@ def _unpause(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prefect_defaults() -> None:
+    # Without PREFECT_API_URL a run starts a temporary local API; on a busy 2-core machine that
+    # can take longer than Prefect's default 20 s wait.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _prefect_defaults()
     if args.command == "backup":
         from flows.backup import backup
         from pausepoint.catalog import open_catalog
