@@ -6,6 +6,7 @@
 - artifacts: sha256 of files (parallel), verification before a restore
 - progress: a thread that reports bytes written so far
 - fingerprints: fold the per-row hash sum computed by SQL into one hex value
+- ServerStore: what the two client/server kinds (postgres, mysql) share
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Generic, TypeVar
 
 from pausepoint.errors import CorruptArtifactError, PausepointError, ToolMissingError
-from pausepoint.stores.base import Artifact, ProgressFn
+from pausepoint.stores.base import Artifact, CaptureHandle, ProgressFn, Store, StoreCapture
 
 CHUNK = 1 << 20  # 1 MiB: large enough that hashlib/zlib release the GIL and syscalls are few
 
@@ -390,3 +391,58 @@ def fold_row_hashes(total: int | Decimal | None) -> str:
     agree modulo 2^64.
     """
     return f"{int(total or 0) % (1 << 64):016x}"
+
+
+# --- the shared shape of server-backed stores -----------------------------------------------
+
+H = TypeVar("H", bound=CaptureHandle)
+
+
+class ServerStore(Store[Any], Generic[H]):
+    """Base of the kinds that reach a database server as host:port/user/password and run its
+    dump tools. Subclasses implement ``_finish`` and ``abort_capture``; finish always releases
+    the snapshot, whatever happens."""
+
+    product: str  # for messages: "PostgreSQL", "MySQL/MariaDB"
+    handle_type: type[H]
+
+    @property
+    def _where(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+    def _password(self) -> str | None:
+        secret = self._resolve(self.config.password)
+        return secret.get_secret_value() if secret is not None else None
+
+    def _auth_failed(self, detail: str) -> str:
+        """The message for a rejected password: says so, names where it comes from, no value."""
+        ref = self.config.password
+        where = f"the {ref.describe()}" if ref is not None else "the site file (none is set)"
+        return (
+            f"store {self.name}: {self.product} at {self._where} rejected the password of user "
+            f"{self.config.user!r} ({detail}); put the right password in {where} or fix `user`"
+        )
+
+    def _unreachable(self, cause: str) -> str:
+        return (
+            f"store {self.name}: {self.product} at {self._where} cannot be reached as user "
+            f"{self.config.user!r}: {cause}; check host, port, and that the server runs and "
+            "accepts this client"
+        )
+
+    def _own(self, handle: CaptureHandle) -> H:
+        if not isinstance(handle, self.handle_type):
+            raise TypeError(f"store {self.name}: not a {self.kind} capture handle: {handle!r}")
+        return handle
+
+    def finish_capture(
+        self, handle: CaptureHandle, progress: ProgressFn | None = None
+    ) -> StoreCapture:
+        h = self._own(handle)
+        try:
+            return self._finish(h, progress)
+        finally:
+            self.abort_capture(h)
+
+    def _finish(self, handle: H, progress: ProgressFn | None) -> StoreCapture:
+        raise NotImplementedError

@@ -39,6 +39,7 @@ from pausepoint.stores._common import (
     CHUNK,
     PipeToFile,
     ProgressPoller,
+    ServerStore,
     ToolProcess,
     find_tool,
     fold_row_hashes,
@@ -55,7 +56,6 @@ from pausepoint.stores.base import (
     CaptureHandle,
     Fingerprint,
     ProgressFn,
-    Store,
     StoreCapture,
     TableFingerprint,
 )
@@ -191,22 +191,17 @@ class MysqlCaptureHandle(CaptureHandle):
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class MysqlStore(Store[MysqlConfig]):
+class MysqlStore(ServerStore[MysqlCaptureHandle]):
     kind = "mysql"
+    product = "MySQL/MariaDB"
+    handle_type = MysqlCaptureHandle
+    config: MysqlConfig
 
     def __init__(self, config: MysqlConfig, resolve):
         super().__init__(config, resolve)
         self._dump_version: str | None = None
 
     # --- connections and tools --------------------------------------------------------------
-
-    @property
-    def _where(self) -> str:
-        return f"{self.config.host}:{self.config.port}"
-
-    def _password(self) -> str | None:
-        secret = self._resolve(self.config.password)
-        return secret.get_secret_value() if secret is not None else None
 
     def _connect(self, error: type[PausepointError], database: str | None = None):
         password = self._password()
@@ -227,18 +222,9 @@ class MysqlStore(Store[MysqlConfig]):
 
     def _connect_failure(self, exc: pymysql.err.MySQLError, password: str | None) -> str:
         code = exc.args[0] if exc.args else None
-        cause = redact(str(exc.args[1] if len(exc.args) > 1 else exc), [password or ""])
-        who = f"store {self.name}: MySQL/MariaDB at {self._where}"
         if code == 1045:
-            ref = self.config.password.describe() if self.config.password else "no password set"
-            return (
-                f"{who} rejected the password of user {self.config.user!r} (access denied); "
-                f"put the right password in the {ref} or fix `user`"
-            )
-        return (
-            f"{who} cannot be reached as user {self.config.user!r}: {cause}; check host, port, "
-            "that the server runs and accepts this client"
-        )
+            return self._auth_failed("access denied")
+        return self._unreachable(redact(str(exc.args[-1] if exc.args else exc), [password or ""]))
 
     def _dump_tool(self) -> Path:
         # mariadb-dump first: on MariaDB installs mysqldump is a deprecated alias of it.
@@ -490,15 +476,6 @@ class MysqlStore(Store[MysqlConfig]):
                     )
                 time.sleep(POLL_INTERVAL_S)
 
-    def finish_capture(
-        self, handle: CaptureHandle, progress: ProgressFn | None = None
-    ) -> StoreCapture:
-        h = self._own(handle)
-        try:
-            return self._finish(h, progress)
-        finally:
-            self.abort_capture(h)
-
     def _finish(self, h: MysqlCaptureHandle, progress: ProgressFn | None) -> StoreCapture:
         with ProgressPoller(self.name, progress, lambda: h.sink.bytes_written):
             try:
@@ -561,11 +538,6 @@ class MysqlStore(Store[MysqlConfig]):
             if h.fp_conn.open:
                 h.fp_conn.close()  # ends the fingerprint transaction
             remove_private_dir(h.secret_dir)
-
-    def _own(self, handle: CaptureHandle) -> MysqlCaptureHandle:
-        if not isinstance(handle, MysqlCaptureHandle):
-            raise TypeError(f"store {self.name}: not a MySQL capture handle: {handle!r}")
-        return handle
 
     # --- restore ----------------------------------------------------------------------------
 

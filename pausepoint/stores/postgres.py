@@ -30,6 +30,7 @@ from pausepoint.errors import (
 )
 from pausepoint.stores._common import (
     ProgressPoller,
+    ServerStore,
     ToolProcess,
     dir_size,
     find_tool,
@@ -46,7 +47,6 @@ from pausepoint.stores.base import (
     CaptureHandle,
     Fingerprint,
     ProgressFn,
-    Store,
     StoreCapture,
     TableFingerprint,
 )
@@ -75,18 +75,13 @@ class PostgresCaptureHandle(CaptureHandle):
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class PostgresStore(Store[PostgresConfig]):
+class PostgresStore(ServerStore[PostgresCaptureHandle]):
     kind = "postgres"
+    product = "PostgreSQL"
+    handle_type = PostgresCaptureHandle
+    config: PostgresConfig
 
     # --- connections ------------------------------------------------------------------------
-
-    @property
-    def _where(self) -> str:
-        return f"{self.config.host}:{self.config.port}"
-
-    def _password(self) -> str | None:
-        secret = self._resolve(self.config.password)
-        return secret.get_secret_value() if secret is not None else None
 
     def _raw_connect(self, dbname: str, password: str | None) -> psycopg.Connection:
         return psycopg.connect(
@@ -114,22 +109,15 @@ class PostgresStore(Store[PostgresConfig]):
 
     def _connect_failure(self, exc: psycopg.Error, dbname: str, password: str | None) -> str:
         cause = redact(str(exc).strip(), [password or ""])
-        who = f"store {self.name}: PostgreSQL at {self._where}"
         if "password authentication failed" in cause or "no password supplied" in cause:
-            ref = self.config.password.describe() if self.config.password else "no password set"
-            return (
-                f"{who} rejected the password of user {self.config.user!r} (password "
-                f"authentication failed); put the right password in the {ref} or fix `user`"
-            )
+            return self._auth_failed("password authentication failed")
         if f'database "{dbname}" does not exist' in cause:
             return (
-                f"{who} has no database {dbname!r}; fix `database` in the site file or create "
-                "it (a restore target may be missing: restore creates it)"
+                f"store {self.name}: PostgreSQL at {self._where} has no database {dbname!r}; "
+                "fix `database` in the site file or create it (a restore target may be "
+                "missing: restore creates it)"
             )
-        return (
-            f"{who} cannot be reached as user {self.config.user!r} (database {dbname!r}): "
-            f"{cause}; check host, port, that the server runs and accepts this client"
-        )
+        return self._unreachable(f"(database {dbname!r}) {cause}")
 
     def _database_exists(self, error: type[PausepointError]) -> bool:
         password = self._password()
@@ -279,15 +267,6 @@ class PostgresStore(Store[PostgresConfig]):
             workdir=workdir, conn=conn, snapshot_id=snapshot_id, opened_at=datetime.now(UTC)
         )
 
-    def finish_capture(
-        self, handle: CaptureHandle, progress: ProgressFn | None = None
-    ) -> StoreCapture:
-        h = self._own(handle)
-        try:
-            return self._finish(h, progress)
-        finally:
-            self.abort_capture(h)
-
     def _finish(self, h: PostgresCaptureHandle, progress: ProgressFn | None) -> StoreCapture:
         dump_tool = self._tool("pg_dump")
         out = h.workdir / DUMP_DIR
@@ -354,11 +333,6 @@ class PostgresStore(Store[PostgresConfig]):
                 h.dump.kill()
             if not h.conn.closed:
                 h.conn.close()  # ends the transaction: the snapshot is released
-
-    def _own(self, handle: CaptureHandle) -> PostgresCaptureHandle:
-        if not isinstance(handle, PostgresCaptureHandle):
-            raise TypeError(f"store {self.name}: not a PostgreSQL capture handle: {handle!r}")
-        return handle
 
     # --- restore ----------------------------------------------------------------------------
 
