@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from pausepoint.errors import PausepointError
+from pausepoint.site import Site
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,12 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _points(args: argparse.Namespace) -> int:
+def _points(args: argparse.Namespace, site: Site) -> int:
     from pausepoint.catalog import open_catalog
     from pausepoint.report import restore_point_markdown
-    from pausepoint.site import load_site
 
-    site = load_site(args.site)
     catalog = open_catalog(site.catalog)
     if args.points_command == "list":
         points = catalog.list_points(site.site)
@@ -71,21 +70,26 @@ def _points(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unpause(args: argparse.Namespace) -> int:
+def _unpause(site: Site) -> int:
+    """Unpause every node of the site that reports paused (an operator's explicit decision)."""
+    from pausepoint.admin.fanout import call_all
     from pausepoint.admin.site_client import admin_client, discover_nodes
-    from pausepoint.site import load_site
-    from pausepoint.window import PauseSession, _nodes
+    from pausepoint.window import PauseSession
 
-    site = load_site(args.site)
-    node_set = discover_nodes(site)
     client = admin_client(site)
-    session = PauseSession(site.site, node_set, client, site.pause)
-    session.paused = set(_nodes(node_set))
     try:
+        session = PauseSession(site.site, discover_nodes(site), client, site.pause)
+        timeout = site.pause.call_timeout_ms / 1000
+        states = call_all(session.nodes, lambda n: client.check_paused(n.target, timeout_s=timeout))
+        for node, r in states.items():
+            print(f"{node}: {'PAUSED' if r.value else 'not paused' if r.ok else r.error}")
+        # Unreachable nodes are tried too: a paused node may just be slow to answer.
+        todo = {n for n, r in states.items() if r.value or not r.ok}
+        session.paused = set(todo)
         session.unpause_all()
     finally:
         client.close()
-    print(f"site {site.site}: unpaused {len(node_set)} component(s)")
+    print(f"site {site.site}: sent Unpause to {len(todo)} node(s); every one confirmed")
     return 0
 
 
@@ -97,22 +101,26 @@ def _prefect_defaults() -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
+    from pausepoint.site import load_site
+
     args = _parser().parse_args(argv)
+    # Validate the site file before anything starts (a temporary Prefect API takes seconds).
+    site = load_site(args.site)
     _prefect_defaults()
     if args.command == "backup":
         from flows.backup import backup
         from pausepoint.catalog import open_catalog
         from pausepoint.report import restore_point_markdown
-        from pausepoint.site import load_site
 
         point_id = backup(site_file=args.site)
-        site = load_site(args.site)
         print(restore_point_markdown(open_catalog(site.catalog).get_point(site.site, point_id)))
         print(f"\nrestore point: {point_id}")
         return 0
     if args.command == "restore":
         from flows.restore import restore
+        from pausepoint.restore import load_target
 
+        load_target(args.target)
         result = restore(
             site_file=args.site, point_id=args.point, target_file=args.target, replace=args.replace
         )
@@ -121,9 +129,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"\nrestored point {result['point']}")
         return 0
     if args.command == "points":
-        return _points(args)
+        return _points(args, site)
     if args.command == "unpause":
-        return _unpause(args)
+        return _unpause(site)
     raise AssertionError(args.command)
 
 
