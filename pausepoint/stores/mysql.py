@@ -15,6 +15,7 @@ Passwords reach the tools only through a 0600 ``--defaults-extra-file``, never a
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import re
 import subprocess
@@ -187,6 +188,7 @@ class MysqlCaptureHandle(CaptureHandle):
     databases: list[str]
     dump_version: str
     signal: str  # how the open snapshot was detected (for the record)
+    commit_guard: str  # what stalled commits while the snapshots opened
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -200,6 +202,7 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
     def __init__(self, config: MysqlConfig, resolve):
         super().__init__(config, resolve)
         self._dump_version: str | None = None
+        self._server_version: str | None = None
 
     # --- connections and tools --------------------------------------------------------------
 
@@ -338,6 +341,9 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
                     )
                 except pymysql.err.MySQLError as exc:
                     problems.append(f"{database}.{table}: {exc.args[-1]}")
+        guard_problem = self._check_commit_guard(server_version)
+        if guard_problem:
+            raise StoreCheckError(guard_problem)
         if non_innodb:
             raise StoreCheckError(
                 f"store {self.name}: tables {', '.join(non_innodb)} at {self._where} are not "
@@ -356,6 +362,25 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             dump.name: dump_version,
             client.name: tool_version(client),
         }
+
+    def _check_commit_guard(self, server_version: str) -> str | None:
+        """Try the commit guard once (BACKUP STAGE START/END block nothing); None when fine."""
+        self._server_version = server_version
+        if not self.config.commit_guard or "MariaDB" not in server_version:
+            return None
+        with self._connect(StoreCheckError) as conn, conn.cursor() as cur:
+            try:
+                cur.execute("SET SESSION lock_wait_timeout = 5")
+                cur.execute("BACKUP STAGE START")
+                cur.execute("BACKUP STAGE END")
+            except pymysql.err.MySQLError as exc:
+                return (
+                    f"store {self.name}: user {self.config.user!r} cannot use BACKUP STAGE at "
+                    f"{self._where} ({exc.args[-1]}); it stalls commits for a few ms so the "
+                    "dump and the fingerprint see one state: grant RELOAD ON *.* or set "
+                    "commit_guard: false (then only the pause aligns them)"
+                )
+        return None
 
     # --- capture ----------------------------------------------------------------------------
 
@@ -394,11 +419,13 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             secret_dir / "client.cnf", option_file(self.config.user, password)
         )
         monitor = fp_conn = dump = sink = None
+        guard = "off"
         try:
             monitor = self._connect(CaptureError)
+            guard = self._begin_commit_guard(monitor)
             fp_conn = self._connect(CaptureError)
             with fp_conn.cursor() as cur:
-                # Inside the pause, like the dump: both see the same committed state.
+                # Inside the pause (and the guard), like the dump: the same committed state.
                 cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             with monitor.cursor() as cur:
@@ -427,6 +454,7 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             raise
         finally:
             if monitor is not None:
+                self._end_commit_guard(monitor, guard)
                 monitor.close()
         return MysqlCaptureHandle(
             workdir=workdir,
@@ -438,7 +466,44 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             databases=list(self.config.databases),
             dump_version=self._dump_tool_version(tool),
             signal=signal,
+            commit_guard=guard,
         )
+
+    def _is_mariadb(self, cur) -> bool:
+        if self._server_version is None:
+            cur.execute("SELECT VERSION()")
+            self._server_version = str(cur.fetchone()[0])
+        return "MariaDB" in self._server_version
+
+    def _begin_commit_guard(self, conn) -> str:
+        """Stall commits (MariaDB BACKUP STAGE BLOCK_COMMIT) until _end_commit_guard.
+
+        The dump and the fingerprint connection cannot share a snapshot; with commits stalled
+        while both open theirs, they see the same state even when no pause surrounds the
+        capture (a site on one store) or something else writes. Reads go on meanwhile.
+        """
+        if not self.config.commit_guard:
+            return "off"
+        with conn.cursor() as cur:
+            if not self._is_mariadb(cur):
+                return "none: MySQL has no commit-only lock; the pause aligns the snapshots"
+            try:
+                cur.execute("SET SESSION lock_wait_timeout = 10")
+                cur.execute("BACKUP STAGE START")
+                cur.execute("BACKUP STAGE BLOCK_COMMIT")
+            except pymysql.err.MySQLError as exc:
+                raise CaptureError(
+                    f"store {self.name}: could not stall commits at {self._where} "
+                    f"(BACKUP STAGE BLOCK_COMMIT): {exc.args[-1]}; grant RELOAD to "
+                    f"{self.config.user!r} or set commit_guard: false"
+                ) from exc
+        return "BACKUP STAGE BLOCK_COMMIT"
+
+    @staticmethod
+    def _end_commit_guard(conn, guard: str) -> None:
+        if guard.startswith("BACKUP STAGE"):
+            with contextlib.suppress(pymysql.err.MySQLError), conn.cursor() as cur:
+                cur.execute("BACKUP STAGE END")  # closing the session would end it too
 
     def _wait_for_snapshot(self, monitor, before: set[int], dump: ToolProcess) -> str:
         """Block until the dump's snapshot is open; return which signal said so.
@@ -526,6 +591,7 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
                 "gzip_level": self.config.gzip_level,
                 "uncompressed_bytes": h.sink.bytes_in,
                 "snapshot_signal": h.signal,
+                "commit_guard": h.commit_guard,
             },
         )
 

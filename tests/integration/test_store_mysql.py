@@ -150,6 +150,23 @@ def big_dbs(mysql_server: MysqlServer) -> list[str]:
     return [big, late]
 
 
+def test_capture_without_pause_is_aligned_by_the_commit_guard(mysql_server, dbs, tmp_path):
+    """A site on one store is backed up without a pause: BACKUP STAGE BLOCK_COMMIT alone must
+    make the fingerprint's snapshot and the dump's the same point."""
+    store = make_store(mysql_server, dbs)
+    with TransferWriter(lambda: mysql_server.connect(), transfer_sql(dbs), ACCOUNTS) as writer:
+        writer.wait_for(50)
+        handle = store.open_capture(tmp_path / "cap")  # the writer keeps going
+        writer.wait_for(writer.committed + 50)
+        result = store.finish_capture(handle)
+    assert result.details["commit_guard"] == "BACKUP STAGE BLOCK_COMMIT"
+
+    target = make_store(mysql_server, dbs, database_map=renamed(dbs, "nopause"))
+    target.restore(result, tmp_path / "cap", replace=False)
+    assert target.fingerprint() == result.fingerprint
+    assert invariant(mysql_server, list(renamed(dbs, "nopause").values()))[0] == ACCOUNTS * INITIAL
+
+
 def test_open_capture_is_fast_on_a_large_table(mysql_server, big_dbs, tmp_path):
     store = make_store(mysql_server, big_dbs)
     store.check()  # caches the tool version, as the backup flow's preflight does
@@ -308,3 +325,24 @@ def test_capture_and_restore_as_dedicated_user_with_awkward_password(mysql_serve
     target = MysqlStore(MysqlConfig(databases=dbs, database_map=mapping, **config), resolve)
     target.restore(result, tmp_path / "cap", replace=False)
     assert target.fingerprint(sorted(result.fingerprint)) == result.fingerprint
+
+
+def test_check_without_reload_privilege_asks_for_it_or_commit_guard_off(mysql_server, dbs):
+    user = f"ro_{uuid.uuid4().hex[:6]}"
+    with mysql_server.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw-ro-1'")
+        for db in dbs:
+            cur.execute(f"GRANT SELECT, SHOW VIEW, TRIGGER ON {db}.* TO '{user}'@'127.0.0.1'")
+    config = dict(
+        name="ledger-my",
+        host=mysql_server.host,
+        port=mysql_server.port,
+        user=user,
+        password=SecretRef(env="PW"),
+        databases=dbs,
+    )
+    resolve = SecretResolver(environ={"PW": "pw-ro-1"})
+    with pytest.raises(StoreCheckError, match="RELOAD") as err:
+        MysqlStore(MysqlConfig(**config), resolve).check()
+    assert "commit_guard: false" in str(err.value)
+    MysqlStore(MysqlConfig(commit_guard=False, **config), resolve).check()
