@@ -557,6 +557,12 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
                 ) from exc
             rc = h.dump.wait()
             h.sink.join()
+        # A failed write is the root cause when both failed (the dump then dies of SIGPIPE).
+        if h.sink.error is not None:
+            raise CaptureError(
+                f"store {self.name}: writing {h.sink.path} failed: {h.sink.error}; "
+                "check free space and permissions of the capture directory"
+            ) from h.sink.error
         if rc != 0:
             raise CaptureError(
                 h.dump.failure(
@@ -564,11 +570,6 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
                     "failed; no restore point was registered"
                 )
             )
-        if h.sink.error is not None:
-            raise CaptureError(
-                f"store {self.name}: writing {h.sink.path} failed: {h.sink.error}; "
-                "check free space and permissions of the capture directory"
-            ) from h.sink.error
         return StoreCapture(
             name=self.name,
             kind=self.kind,

@@ -1,0 +1,105 @@
+"""Shared store helpers that need no database: versions, hashes, artifacts, tools."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+from decimal import Decimal
+
+import pytest
+
+from pausepoint.errors import CaptureError, CorruptArtifactError, ToolMissingError
+from pausepoint.stores._common import (
+    PipeToFile,
+    ToolProcess,
+    find_tool,
+    fold_row_hashes,
+    list_artifacts,
+    major_version,
+    redact,
+    run_tool,
+    verify_artifacts,
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "major"),
+    [
+        ("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)", 15),
+        ("pg_restore (PostgreSQL) 9.6.24", 9),
+        ("mariadb-dump from 11.8.2-MariaDB, client 10.19 for debian-linux-gnu (x86_64)", 11),
+        ("mysqldump  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)", 8),
+        ("", None),
+    ],
+)
+def test_major_version_reads_the_first_dotted_number(line, major):
+    assert major_version(line) == major
+
+
+def test_fold_row_hashes_is_the_sum_modulo_2_64_for_signed_and_unsigned_readings():
+    values = [0xFFFF_FFFF_FFFF_FFFF, 0x8000_0000_0000_0001, 5]
+    unsigned = sum(values)
+    signed = sum(v - (1 << 64) if v >= 1 << 63 else v for v in values)
+    assert fold_row_hashes(unsigned) == fold_row_hashes(Decimal(signed)) == "8000000000000005"
+    assert fold_row_hashes(None) == "0000000000000000"
+
+
+def test_list_then_verify_artifacts_accepts_intact_and_names_altered_files(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.dat").write_bytes(b"x" * 5000)
+    (tmp_path / "toc.dat").write_bytes(b"toc")
+    artifacts = list_artifacts(tmp_path)
+    assert [a.path for a in artifacts] == ["d/a.dat", "toc.dat"]
+    assert artifacts[1].sha256 == hashlib.sha256(b"toc").hexdigest()
+    verify_artifacts(tmp_path, artifacts, store="s1")
+
+    (tmp_path / "toc.dat").write_bytes(b"tod")
+    with pytest.raises(CorruptArtifactError, match=r"store s1: artifact toc\.dat has a wrong"):
+        verify_artifacts(tmp_path, artifacts, store="s1")
+    (tmp_path / "d" / "a.dat").unlink()
+    with pytest.raises(CorruptArtifactError, match=r"d/a\.dat is missing \(and 1 more\)"):
+        verify_artifacts(tmp_path, artifacts, store="s1")
+
+
+def test_find_tool_missing_names_tool_and_package(tmp_path):
+    with pytest.raises(ToolMissingError, match=r"nope-dump not found in bin_dir .*apt-get install"):
+        find_tool(["nope-dump"], bin_dir=str(tmp_path), package="pkg-x", store="s1")
+
+
+def test_tool_process_refuses_a_secret_in_argv():
+    with pytest.raises(ValueError, match="secret"):
+        ToolProcess(["echo", "--password=hunter2"], secrets=["hunter2"])
+
+
+def test_run_tool_failure_carries_the_redacted_stderr_tail():
+    script = "import sys, os; sys.stderr.write('bad ' + os.environ['PW'] + '\\n'); sys.exit(3)"
+    with pytest.raises(CaptureError) as err:
+        run_tool(
+            [sys.executable, "-c", script],
+            error=CaptureError,
+            what="store s1: dumping failed",
+            env={"PW": "hunter2"},
+            secrets=["hunter2"],
+        )
+    text = str(err.value)
+    assert text.startswith("store s1: dumping failed: ") and text.endswith("exited with 3: bad ***")
+    assert redact("a hunter2 b", ["hunter2", ""]) == "a *** b"
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_pipe_to_file_hashes_what_it_writes(tmp_path, level):
+    import gzip
+
+    read_fd, write_fd = os.pipe()
+    payload = os.urandom(3_000_000)
+    sink = PipeToFile(io.FileIO(read_fd, "rb"), tmp_path / "out", gzip_level=level)
+    with io.FileIO(write_fd, "wb") as w:
+        w.write(payload)
+    sink.join()
+    written = (tmp_path / "out").read_bytes()
+    assert sink.error is None and sink.bytes_in == len(payload)
+    assert sink.bytes_written == len(written)
+    assert sink.sha256 == hashlib.sha256(written).hexdigest()
+    assert (gzip.decompress(written) if level else written) == payload
