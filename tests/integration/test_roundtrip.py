@@ -32,6 +32,18 @@ LAYOUTS = {
 }
 
 
+def artifact_markdown(key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    assert found, f"no artifact with key {key!r}"
+    return str(max(found, key=lambda a: a.created).data)
+
+
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_backup_under_load_restores_exactly_the_paused_state(
     layout, pg_server, mysql_server, prefect_api, tmp_path, monkeypatch
@@ -73,12 +85,16 @@ def test_backup_under_load_restores_exactly_the_paused_state(
 
     target_file = tmp_path / "target.yaml"
     target_file.write_text(
-        yaml.safe_dump(
-            {"stores": {db.store_name: db.restore_override for db in dbs.all()}}
-        )
+        yaml.safe_dump({"stores": {db.store_name: db.restore_override for db in dbs.all()}})
     )
     result = restore(site_file=str(site_file), point_id=point_id, target_file=str(target_file))
     assert all(ok for _, ok, _ in result["checks"]), result["checks"]
+
+    # What a person sees in the Prefect UI: the restore point and the restore report.
+    point_md = artifact_markdown(f"{site.site}-restore-point")
+    assert f"Restore point `{point_id}`" in point_md and "write stall" in point_md
+    report_md = artifact_markdown(f"{site.site}-restore")
+    assert f"Restore of `{point_id}`" in report_md and "FAIL" not in report_md
 
     restored_pairs = [(comps[c][0].restored, comps[c][1].restored) for c in comps]
     verdict = check_consistent(restored_pairs, app.acks, point.window.start, point.window.end)
