@@ -1,0 +1,43 @@
+"""The example files users copy from stay valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from pausepoint.restore import load_target
+from pausepoint.site import load_site, parse_site
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_production_example_site_is_valid():
+    site = load_site(ROOT / "deployments/production/site.yaml")
+    assert site.needs_pause() and site.auditor is not None
+
+
+def test_demo_site_template_is_valid_once_filled():
+    text = (
+        (ROOT / "demo/site.yaml.tmpl")
+        .read_text()
+        .format(
+            pg_port=5432,
+            my_port=3306,
+            ledger_node_1="127.0.0.1:50053",
+            ledger_node_2="127.0.0.1:50153",
+            auditor_node_1="127.0.0.1:40053",
+        )
+    )
+    site = parse_site(yaml.safe_load(text))
+    names = {s.name for _, s in site.stores()}
+    target = load_target(ROOT / "demo/target.yaml")
+    assert set(target.stores) == names
+
+
+def test_prefect_yaml_points_at_existing_flows_and_site():
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    for dep in spec["deployments"]:
+        path, func = dep["entrypoint"].split(":")
+        assert f"def {func}(" in (ROOT / path).read_text()
+        assert (ROOT / dep["parameters"]["site_file"]).exists()
