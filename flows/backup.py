@@ -19,6 +19,7 @@ from prefect import flow
 from prefect.futures import wait
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from pausepoint.backup import BackupRun
 from pausepoint.errors import CaptureError, most_severe
@@ -59,26 +60,46 @@ def _preflight(run: BackupRun) -> None:
         raise most_severe(errors)  # type: ignore[misc]
 
 
-def _open_captures(run: BackupRun) -> list[BaseException]:
-    futures = [open_capture.submit(run, slot) for slot in run.slots]
-    limit = run.site.pause.open_capture_timeout_ms / 1000
-    done, not_done = wait(futures, timeout=limit)
-    errors = _results(done)
-    if not_done:
-        errors.append(
-            CaptureError(
-                f"{len(not_done)} store(s) did not establish their snapshot within "
-                f"pause.open_capture_timeout_ms={run.site.pause.open_capture_timeout_ms}; the "
-                "nodes are being unpaused and no restore point is registered. Check the "
-                "stores' load and connectivity, or raise the limit."
+def _window(run: BackupRun, hold: int) -> list[BaseException]:
+    """Pause, open every snapshot, hold, verify, unpause: the steps inside the window are
+    submitted first and wait for their signal; unpause always runs."""
+    opens = [open_capture.submit(run, slot) for slot in run.slots]
+    verify = hold_and_verify.submit(run, hold)
+    unpause = unpause_nodes.submit(run)
+    errors: list[BaseException] = []
+    try:
+        pause_nodes(run)
+        limit = run.site.pause.open_capture_timeout_ms / 1000
+        _, not_done = wait(opens, timeout=limit)
+        if not_done:
+            errors.append(
+                CaptureError(
+                    f"{len(not_done)} store(s) did not establish their snapshot within "
+                    f"pause.open_capture_timeout_ms={run.site.pause.open_capture_timeout_ms}; "
+                    "the nodes are being unpaused and no restore point is registered. Check "
+                    "the stores' load and connectivity, or raise the limit."
+                )
             )
-        )
+    except BaseException as exc:
+        errors.append(exc)
+    finally:
+        if errors:
+            run.signals.closing.set()
+        errors += _results([*(f for f in opens if f.state.is_final()), verify])
+        try:
+            unpause.result()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            run.signals.closing.set()
     return errors
 
 
 @flow(
     name="backup",
     description="Pause a ScalarDL site, capture every store, register a restore point.",
+    # Window steps wait in their threads for their signal: never let the pool run short.
+    task_runner=ThreadPoolTaskRunner(max_workers=128),
 )
 def backup(site_file: str) -> str:
     """Back up the site described by ``site_file``; returns the restore point id."""
@@ -92,21 +113,10 @@ def backup(site_file: str) -> str:
         begin_point(run)
         errors: list[BaseException] = []
         if run.needs_pause:
-            try:
-                pause_nodes(run)
-                errors += _open_captures(run)
-                if not errors:
-                    hold_and_verify(run, hold)
-            except BaseException as exc:
-                errors.append(exc)
-            finally:
-                try:
-                    unpause_nodes(run)
-                except BaseException as exc:
-                    errors.append(exc)
+            errors += _window(run, hold)
         else:
             logger.info("the whole site lives in one transactional store: no pause is needed")
-            errors += _open_captures(run)
+            errors += _results([open_capture.submit(run, slot) for slot in run.slots])
         if errors:
             raise run.fail(errors)
         errors = _results([finish_capture.submit(run, slot) for slot in run.slots])

@@ -9,6 +9,7 @@ which failure to report, what a restore point records. The order of the steps li
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -40,6 +41,35 @@ class StoreSlot:
     capture: StoreCapture | None = None
 
 
+class WindowSignals:
+    """How the steps inside the pause window hand over to each other without waiting for an
+    orchestrator: the flow starts every window step BEFORE pausing, each waits for its signal,
+    so no scheduling delay lands inside the window (where it would stall production writes).
+
+    ``closing`` is set exactly when the window must end: the window was verified, or anything
+    failed. It releases every waiting step and lets the unpause step go.
+    """
+
+    def __init__(self) -> None:
+        self.paused = threading.Event()  # every node confirmed Pause
+        self.opened = threading.Event()  # every store's snapshot is established
+        self.closing = threading.Event()  # verified, or failed: unpause now
+
+    @staticmethod
+    def wait_for(event: threading.Event, closing: threading.Event, timeout_s: float) -> bool:
+        """True once ``event`` is set; False if the window closes first or the wait times out."""
+        step = 0.001  # short sleeps: each one is latency inside the window
+        remaining = timeout_s
+        while remaining > 0:
+            if event.is_set():
+                return True
+            if closing.is_set():
+                return False
+            event.wait(step)
+            remaining -= step
+        return event.is_set()
+
+
 @dataclass
 class BackupRun:
     site: Site
@@ -53,6 +83,9 @@ class BackupRun:
     clock: ClockBound | None = None
     point: RestorePoint | None = None
     failed: bool = False
+    signals: WindowSignals = field(default_factory=WindowSignals)
+    _opened_count: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def prepare(
@@ -108,6 +141,60 @@ class BackupRun:
                 )
             check_gate(self.clock, hold)
         return hold
+
+    # --- the pause window (each method is one task; see WindowSignals) ------------------------
+
+    @property
+    def _window_wait_s(self) -> float:
+        p = self.site.pause
+        return (p.drain_timeout_ms + p.call_timeout_ms + p.open_capture_timeout_ms) / 1000
+
+    def pause(self) -> None:
+        assert self.session is not None
+        try:
+            self.session.pause_all()
+        except BaseException:
+            self.signals.closing.set()
+            raise
+        self.signals.paused.set()
+
+    def open_capture_in_window(self, slot: StoreSlot) -> bool:
+        """Waits for the pause, then establishes the snapshot. False: the window closed first."""
+        if not self.signals.wait_for(
+            self.signals.paused, self.signals.closing, self._window_wait_s
+        ):
+            return False
+        try:
+            self.open_capture(slot)
+        except BaseException:
+            self.signals.closing.set()
+            raise
+        with self._lock:
+            self._opened_count += 1
+            if self._opened_count == len(self.slots):
+                self.signals.opened.set()
+        return True
+
+    def hold_and_verify(self, hold_ms: int) -> bool:
+        """Waits for every snapshot, holds, verifies; then closes the window either way."""
+        assert self.session is not None
+        try:
+            if not self.signals.wait_for(
+                self.signals.opened, self.signals.closing, self._window_wait_s
+            ):
+                return False
+            self.session.hold(hold_ms)
+            self.session.verify()
+            return True
+        finally:
+            self.signals.closing.set()
+
+    def unpause_when_closing(self) -> None:
+        """Waits until the window closes (or the lease-sized bound passes), then unpauses."""
+        assert self.session is not None
+        self.signals.closing.wait(self._window_wait_s + self.site.pause.lease_margin_ms / 1000)
+        self.signals.closing.set()
+        self.session.unpause_all()
 
     # --- capture ---------------------------------------------------------------------------
 

@@ -73,33 +73,44 @@ def begin_point(run: BackupRun) -> str:
 def pause_nodes(run: BackupRun) -> float:
     assert run.session is not None
     t0 = time.monotonic()
-    run.session.pause_all()
+    run.pause()
     drain_ms = (time.monotonic() - t0) * 1000
     get_run_logger().info("all %d nodes paused (drain %.1f ms)", len(run.session.nodes), drain_ms)
     return drain_ms
 
 
+# The window steps below are started BEFORE the pause and wait for their signal (see
+# pausepoint.backup.WindowSignals), so task scheduling never lands inside the window.
+
+
 @step(name="open-capture")
 def open_capture(run: BackupRun, slot: StoreSlot) -> str:
-    t0 = time.monotonic()
-    run.open_capture(slot)
-    ms = (time.monotonic() - t0) * 1000
-    get_run_logger().info("store %s: snapshot established in %.1f ms", slot.store.name, ms)
-    return f"{ms:.1f} ms"
+    logger = get_run_logger()
+    if run.needs_pause:
+        if not run.open_capture_in_window(slot):
+            logger.info("store %s: the window closed before it opened; skipped", slot.store.name)
+            return "skipped"
+    else:
+        run.open_capture(slot)
+    assert slot.handle is not None
+    at = slot.handle.opened_at
+    logger.info("store %s: snapshot established at %s", slot.store.name, at.isoformat())
+    return at.isoformat()
 
 
 @step(name="hold-and-verify")
-def hold_and_verify(run: BackupRun, hold_ms: int) -> float:
+def hold_and_verify(run: BackupRun, hold_ms: int) -> str:
+    if not run.hold_and_verify(hold_ms):
+        return "skipped: the window closed early"
     assert run.session is not None
-    run.session.hold(hold_ms)
-    run.session.verify()
-    return run.session.elapsed_ms()
+    ms = run.session.elapsed_ms()
+    get_run_logger().info("window verified after %.1f ms (hold %d ms)", ms, hold_ms)
+    return f"{ms:.1f} ms"
 
 
 @step(name="unpause-nodes")
 def unpause_nodes(run: BackupRun) -> None:
-    assert run.session is not None
-    run.session.unpause_all()
+    run.unpause_when_closing()
     get_run_logger().info("all nodes unpaused")
 
 
