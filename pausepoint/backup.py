@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -58,15 +59,13 @@ class WindowSignals:
     @staticmethod
     def wait_for(event: threading.Event, closing: threading.Event, timeout_s: float) -> bool:
         """True once ``event`` is set; False if the window closes first or the wait times out."""
-        step = 0.001  # short sleeps: each one is latency inside the window
-        remaining = timeout_s
-        while remaining > 0:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
             if event.is_set():
                 return True
             if closing.is_set():
                 return False
-            event.wait(step)
-            remaining -= step
+            event.wait(0.001)  # short: every millisecond here is latency inside the window
         return event.is_set()
 
 

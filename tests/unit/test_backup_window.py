@@ -1,0 +1,186 @@
+"""The window steps of a backup run, started before the pause and handing over by signals.
+
+Each step runs in its own thread, as the flow's tasks do; fake stores and the in-memory admin
+client make every failure cheap to provoke. Whatever fails, the window closes and every node
+this run paused is unpaused.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pausepoint.backup import BackupRun, StoreSlot
+from pausepoint.errors import CaptureError, PauseError, VerificationError
+from pausepoint.site import PauseSettings, parse_site
+from pausepoint.stores.base import CaptureHandle, Store, StoreCapture
+from pausepoint.window import PauseSession
+from tests.unit.test_window import T1, T2, T3, FakeAdmin
+
+
+class FakeHandle(CaptureHandle):
+    def __init__(self):
+        self.opened_at = datetime.now(UTC)
+
+
+class FakeStore(Store):
+    kind = "fake"
+
+    def __init__(self, name: str, admin: FakeAdmin, fail: bool = False, delay_s: float = 0):
+        self._name, self.admin, self.fail, self.delay_s = name, admin, fail, delay_s
+        self.opened_while_paused: bool | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def open_capture(self, workdir: Path) -> CaptureHandle:
+        time.sleep(self.delay_s)
+        self.opened_while_paused = all(self.admin.paused.get(t) for t in (T1, T2, T3))
+        if self.fail:
+            raise CaptureError(f"store {self._name}: cannot open")
+        return FakeHandle()
+
+    def check(self):
+        return {}
+
+    def finish_capture(self, handle, progress=None) -> StoreCapture:
+        raise NotImplementedError
+
+    def abort_capture(self, handle) -> None:
+        pass
+
+    def check_restore_target(self, capture, replace) -> None:
+        raise NotImplementedError
+
+    def restore(self, capture, source_dir, replace) -> None:
+        raise NotImplementedError
+
+    def fingerprint(self, tables=None):
+        raise NotImplementedError
+
+
+SITE = parse_site(
+    {
+        "site": "demo",
+        "catalog": {"path": "/nonexistent"},
+        "pause": {
+            "open_capture_timeout_ms": 2000,
+            "drain_timeout_ms": 1000,
+            "lease_margin_ms": 0,
+            "unpause_backoff_ms": 1,
+        },
+        "ledger": {
+            "targets": {"static": ["127.0.0.1:1"]},
+            "stores": [{"kind": "postgres", "name": "a", "user": "u", "database": "d"}],
+        },
+    }
+)
+
+
+def make_run(admin: FakeAdmin, stores: list[FakeStore]) -> BackupRun:
+    run = BackupRun(site=SITE, catalog=None, client=admin, resolver=None)  # type: ignore[arg-type]
+    run.slots = [StoreSlot("ledger", s, workdir=Path("/nonexistent")) for s in stores]
+    run.session = PauseSession(
+        "demo",
+        {"ledger": [T1, T2], "auditor": [T3]},
+        admin,
+        PauseSettings(unpause_backoff_ms=1, call_timeout_ms=500),
+    )
+    return run
+
+
+def run_window(run: BackupRun, hold_ms: int = 0) -> dict[str, BaseException | object]:
+    """Start the window steps first (as the flow does), then pause; collect each outcome."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        opens = [pool.submit(run.open_capture_in_window, s) for s in run.slots]
+        verify = pool.submit(run.hold_and_verify, hold_ms)
+        unpause = pool.submit(run.unpause_when_closing)
+        time.sleep(0.02)  # the steps are now waiting, as the flow's tasks would be
+        outcome: dict[str, BaseException | object] = {}
+        try:
+            run.pause()
+            outcome["pause"] = True
+        except BaseException as exc:
+            outcome["pause"] = exc
+        for i, f in enumerate(opens):
+            outcome[f"open{i}"] = f.exception() or f.result()
+        outcome["verify"] = verify.exception() or verify.result()
+        outcome["unpause"] = unpause.exception() or unpause.result()
+    return outcome
+
+
+def test_window_all_good_opens_every_store_inside_pause_then_unpauses():
+    admin = FakeAdmin()
+    stores = [FakeStore("a", admin), FakeStore("b", admin, delay_s=0.01)]
+    run = make_run(admin, stores)
+    out = run_window(run, hold_ms=30)
+    assert out == {"pause": True, "open0": True, "open1": True, "verify": True, "unpause": None}
+    assert all(s.opened_while_paused for s in stores)
+    rec = run.session.record()
+    assert rec.length_ms >= 30
+    assert not any(admin.paused.values())
+
+
+def test_window_pause_fails_skips_opens_and_unpauses_what_was_paused():
+    admin = FakeAdmin()
+    admin.down.add(T3)
+    stores = [FakeStore("a", admin)]
+    run = make_run(admin, stores)
+    out = run_window(run)
+    assert isinstance(out["pause"], PauseError)
+    assert out["open0"] is False and out["verify"] is False
+    assert stores[0].opened_while_paused is None  # never opened
+    assert set(admin.unpaused_targets()) == {T1, T2}
+    assert not any(admin.paused.values())
+
+
+def test_window_open_fails_skips_verify_and_unpauses():
+    admin = FakeAdmin()
+    run = make_run(admin, [FakeStore("a", admin, fail=True), FakeStore("b", admin)])
+    out = run_window(run, hold_ms=5000)
+    assert isinstance(out["open0"], CaptureError)
+    assert out["verify"] is False  # the hold is not served after a failure
+    assert not any(admin.paused.values())
+
+
+def test_window_node_restarted_fails_verification_and_unpauses():
+    admin = FakeAdmin()
+
+    class Restarting(FakeStore):
+        def open_capture(self, workdir):
+            handle = super().open_capture(workdir)
+            admin.paused[T2] = False  # the node came back unpaused during the window
+            return handle
+
+    run = make_run(admin, [Restarting("a", admin)])
+    out = run_window(run)
+    assert isinstance(out["verify"], VerificationError)
+    assert not any(admin.paused.values())
+
+
+def test_wait_for_returns_false_when_window_closes_first():
+    from pausepoint.backup import WindowSignals
+
+    sig = WindowSignals()
+    threading.Timer(0.02, sig.closing.set).start()
+    t0 = time.monotonic()
+    assert WindowSignals.wait_for(sig.opened, sig.closing, timeout_s=5) is False
+    assert time.monotonic() - t0 < 1
+
+
+@pytest.mark.parametrize("setter", ["event", "timeout"])
+def test_wait_for_event_or_timeout(setter):
+    from pausepoint.backup import WindowSignals
+
+    sig = WindowSignals()
+    if setter == "event":
+        sig.paused.set()
+        assert WindowSignals.wait_for(sig.paused, sig.closing, timeout_s=1) is True
+    else:
+        assert WindowSignals.wait_for(sig.paused, sig.closing, timeout_s=0.02) is False
