@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 UV := $(CURDIR)/.cache/bin/uv
 VENV := $(CURDIR)/.venv
 
-.PHONY: help setup servers test test-unit lint demo bench proto clean
+.PHONY: help setup servers scalardl test test-unit lint demo bench proto clean
 
 help:
 	@echo "make demo   - back up and restore a local site on real PostgreSQL and MariaDB"
@@ -34,11 +34,15 @@ setup: $(VENV)/.synced
 servers:
 	bash scripts/install-servers.sh
 
+# ScalarDB schema loader, ScalarDL client SDK (and Ledger, where served) into .cache/scalardl.
+scalardl:
+	bash scripts/fetch-scalardl.sh
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup servers
+test: setup servers scalardl
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
