@@ -2,10 +2,12 @@
 
     load site -> preflight (stores, admin targets, clock)             in parallel
               -> begin restore point
+              -> take the lease (names the nodes; its timer unpauses at the deadline)
               -> pause every node                                      (one task, parallel calls)
               -> open_capture on every store                           in parallel
               -> hold; CheckPaused on every node; node set unchanged
               -> unpause every node (always)
+              -> end the lease (released; left active for the watchdog if unpause failed)
               -> finish_capture on every store                         in parallel
               -> register restore point, publish it
 
@@ -28,12 +30,14 @@ from tasks.backup_steps import (
     check_nodes,
     check_store,
     derive_hold,
+    end_lease,
     finish_capture,
     hold_and_verify,
     measure_clock,
     open_capture,
     pause_nodes,
     register_point,
+    take_lease,
     unpause_nodes,
 )
 from tasks.reporting import publish_restore_point
@@ -113,7 +117,9 @@ def backup(site_file: str) -> str:
         begin_point(run)
         errors: list[BaseException] = []
         if run.needs_pause:
+            take_lease(run, hold)
             errors += _window(run, hold)
+            end_lease(run)
         else:
             logger.info("the whole site lives in one transactional store: no pause is needed")
             errors += _results([open_capture.submit(run, slot) for slot in run.slots])

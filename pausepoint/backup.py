@@ -9,8 +9,11 @@ which failure to report, what a restore point records. The order of the steps li
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -18,15 +21,22 @@ from pathlib import Path
 
 from pausepoint.admin.client import AdminClient
 from pausepoint.admin.site_client import discover_nodes
-from pausepoint.catalog import Catalog, PendingPoint
+from pausepoint.catalog import Catalog, Lease, PendingPoint
 from pausepoint.catalog.manifest import ComponentRecord, RestorePoint
 from pausepoint.clock import ClockBound, check_gate, required_hold_ms
-from pausepoint.errors import CaptureError, PausepointError, most_severe
+from pausepoint.errors import (
+    CaptureError,
+    LeaseError,
+    PausepointError,
+    WindowExpiredError,
+    most_severe,
+)
+from pausepoint.lease_guard import LeaseGuard
 from pausepoint.secrets import SecretResolver
 from pausepoint.site import Site
 from pausepoint.stores import open_store
 from pausepoint.stores.base import CaptureHandle, Store, StoreCapture
-from pausepoint.window import PauseSession, no_pause_record
+from pausepoint.window import PauseSession, deadline_for, no_pause_record
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +93,16 @@ class BackupRun:
     point: RestorePoint | None = None
     failed: bool = False
     signals: WindowSignals = field(default_factory=WindowSignals)
+    guard: LeaseGuard | None = None
+    deadline_passed: bool = False  # the lease timer closed the window: nothing is registered
     _opened_count: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _local_id: str = field(default_factory=lambda: f"local-{uuid.uuid4().hex}")
+
+    @property
+    def run_id(self) -> str:
+        """The flow run id, or an id of this process's run when there is no flow run."""
+        return self.flow_run_id or self._local_id
 
     @classmethod
     def prepare(
@@ -141,6 +159,87 @@ class BackupRun:
             check_gate(self.clock, hold)
         return hold
 
+    # --- the lease (see lease_guard.py) -------------------------------------------------------
+
+    def take_lease(self, hold_ms: int, now: datetime | None = None) -> Lease:
+        """Write the lease naming every node about to be paused, and arm its deadline timer.
+        Before the first Pause: a LeaseError here means nothing was paused."""
+        assert self.session is not None, "open_session() first: the lease names its nodes"
+        now = now or datetime.now(UTC)
+        nodes = [str(n) for n in self.session.nodes]
+        lease = Lease(
+            site=self.site.site,
+            run_id=self.run_id,
+            owner=f"backup run {self.run_id} on {socket.gethostname()} pid {os.getpid()}",
+            nodes=nodes,
+            created_at=now,
+            deadline=deadline_for(self.site.pause, hold_ms, now),
+            point_id=self.pending.id if self.pending else None,
+        )
+        guard = LeaseGuard(self.catalog, self._lease_deadline_passed)
+        try:
+            written = guard.take(lease)
+        except Exception as exc:
+            raise LeaseError(
+                f"site {self.site.site!r}: the lease for {', '.join(nodes)} could not be written "
+                f"to the catalog ({exc}). Nothing was paused: without a lease nothing could "
+                "unpause these nodes if this run died. Check that catalog.path in the site file "
+                "is writable (disk full? permissions?), then retry."
+            ) from exc
+        self.guard = guard
+        return written
+
+    def _lease_deadline_passed(self) -> str | None:
+        """The lease timer: unpause now unless the window already closed (see LeaseGuard)."""
+        session = self.session
+        if session is None or session.unpause_started:
+            return None
+        # Set before unpausing: the unpause step, waiting for our unpause, must see it.
+        self.deadline_passed = True
+        nodes = ", ".join(sorted(str(n) for n in session.paused)) or "no node"
+        log.critical(
+            "site %s: the lease deadline passed with the pause window still open (a step hangs): "
+            "unpausing %s now; this backup will not be registered",
+            self.site.site,
+            nodes,
+        )
+        self.signals.closing.set()  # releases every waiting window step
+        session.unpause_all()
+        return (
+            "the deadline passed with the pause window still open; the run's own deadline "
+            f"timer unpaused {nodes}"
+        )
+
+    def end_lease(self) -> Lease | None:
+        """After the window: release the lease when every node this run paused is unpaused;
+        otherwise leave it ACTIVE, so the watchdog retries the unpause after the deadline."""
+        if self.guard is None or self.session is None:
+            return None
+        if not self.session.unpaused_everything:
+            self.guard.disarm()
+            log.critical(
+                "site %s: lease of run %s left ACTIVE: %s may still be paused; the watchdog "
+                "retries after %s (or run `pausepoint unpause --site FILE` now)",
+                self.site.site,
+                self.run_id,
+                ", ".join(sorted(str(n) for n in self.session.paused)) or "some node",
+                self.guard.lease.deadline.isoformat() if self.guard.lease else "the deadline",
+            )
+            return self.guard.lease
+        try:
+            return self.guard.release()
+        except PausepointError as exc:
+            # The nodes are unpaused and the backup is good: after the deadline the watchdog
+            # finds nothing paused and marks the lease broken, so do not fail the run for it.
+            log.warning(
+                "site %s: lease of run %s not released (%s); every node is unpaused, so the "
+                "watchdog will close it after its deadline",
+                self.site.site,
+                self.run_id,
+                exc,
+            )
+            return self.guard.lease
+
     # --- the pause window (each method is one task; see WindowSignals) ------------------------
 
     @property
@@ -188,12 +287,32 @@ class BackupRun:
         finally:
             self.signals.closing.set()
 
+    def _closing_wait_s(self) -> float:
+        if self.guard is not None and self.guard.lease is not None:
+            # The lease timer closes the window at the deadline; this bound only backs it up.
+            left = (self.guard.lease.deadline - datetime.now(UTC)).total_seconds()
+            return max(0.0, left) + 1.0
+        return self._window_wait_s + self.site.pause.lease_margin_ms / 1000
+
     def unpause_when_closing(self) -> None:
-        """Waits until the window closes (or the lease-sized bound passes), then unpauses."""
+        """Waits until the window closes (or the lease deadline passes), then unpauses."""
         assert self.session is not None
-        self.signals.closing.wait(self._window_wait_s + self.site.pause.lease_margin_ms / 1000)
+        self.signals.closing.wait(self._closing_wait_s())
         self.signals.closing.set()
-        self.session.unpause_all()
+        try:
+            self.session.unpause_all()
+        finally:
+            if self.guard is not None:
+                self.guard.disarm()  # the window is closed: no deadline left to enforce
+        if self.deadline_passed:
+            lease = self.guard.lease if self.guard else None
+            raise WindowExpiredError(
+                f"site {self.site.site!r}: the pause window was still open at the lease "
+                f"deadline{f' ({lease.deadline.isoformat()})' if lease else ''}, so the run's "
+                "deadline timer unpaused every node; this backup is discarded. Look in this "
+                "run's log for the step that hung; if the stores are just slow to open their "
+                "snapshots, raise pause.open_capture_timeout_ms or pause.lease_margin_ms."
+            )
 
     # --- capture ---------------------------------------------------------------------------
 

@@ -95,8 +95,16 @@ class VerificationError(PausepointError):
     exit_code = 6
 
 
+class WindowExpiredError(VerificationError):
+    """The pause window outlived its lease: the run's own deadline timer unpaused the nodes."""
+
+
 class LeaseError(PausepointError):
     """A lease could not be written or read."""
+
+
+class WatchdogError(PausepointError):
+    """The watchdog could not tell whether a lease's run is alive; it left that lease alone."""
 
 
 # --- capture, catalog, restore --------------------------------------------------------------

@@ -84,6 +84,9 @@ class PauseSession:
     _first_unpause_sent_mono: float | None = None
     _last_unpause_mono: float | None = None
     _unpaused: bool = False
+    # unpause_all runs once: the lease timer may race the unpause step (see lease_guard.py)
+    _unpause_lock: threading.Lock = field(default_factory=threading.Lock)
+    _unpause_error: UnpauseError | None = None
     hold_ms: int = 0
 
     # --- helpers -------------------------------------------------------------------------
@@ -251,11 +254,36 @@ class PauseSession:
 
     # --- unpause -------------------------------------------------------------------------
 
-    def unpause_all(self) -> None:
-        """Unpause every node this session paused, with retries. Raises UnpauseError."""
-        if self._unpaused:
-            return
-        self._unpaused = True
+    @property
+    def unpause_started(self) -> bool:
+        """True once unpause_all began: the window is closed (or closing)."""
+        return self._unpaused
+
+    @property
+    def unpaused_everything(self) -> bool:
+        """True once unpause_all confirmed every node this session paused."""
+        return self._unpaused and self._unpause_error is None and not self.paused
+
+    def unpause_all(self) -> bool:
+        """Unpause every node this session paused, with retries. Raises UnpauseError.
+
+        Runs once. A second caller (the lease timer racing the unpause step) waits for the
+        first and gets its outcome: the same UnpauseError, or False. True: this call unpaused.
+        """
+        with self._unpause_lock:
+            if self._unpaused:
+                if self._unpause_error is not None:
+                    raise self._unpause_error
+                return False
+            self._unpaused = True
+            try:
+                self._unpause()
+            except UnpauseError as exc:
+                self._unpause_error = exc
+                raise
+            return True
+
+    def _unpause(self) -> None:
         if self._window_end is None:
             self._window_end = self.now()
         self._first_unpause_sent_mono = time.monotonic()

@@ -69,6 +69,15 @@ def begin_point(run: BackupRun) -> str:
     return pending.id
 
 
+@step(name="take-lease")
+def take_lease(run: BackupRun, hold_ms: int) -> str:
+    lease = run.take_lease(hold_ms)
+    get_run_logger().info(
+        "lease of run %s: %d nodes until %s", lease.run_id, len(lease.nodes), lease.deadline
+    )
+    return lease.deadline.isoformat()
+
+
 @step(name="pause-nodes")
 def pause_nodes(run: BackupRun) -> float:
     assert run.session is not None
@@ -112,6 +121,15 @@ def hold_and_verify(run: BackupRun, hold_ms: int) -> str:
 def unpause_nodes(run: BackupRun) -> None:
     run.unpause_when_closing()
     get_run_logger().info("all nodes unpaused")
+
+
+@step(name="end-lease")
+def end_lease(run: BackupRun) -> str:
+    lease = run.end_lease()
+    if lease is None:
+        return "no lease"
+    get_run_logger().info("lease of run %s is %s", lease.run_id, lease.state)
+    return lease.state
 
 
 @step(name="finish-capture")

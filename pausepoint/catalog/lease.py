@@ -3,7 +3,9 @@
 The backup run writes its lease ``active`` before the first Pause and releases it after the last
 Unpause. The watchdog looks for ``active`` leases past their deadline whose run is gone, unpauses
 their nodes and marks the lease ``broken`` with the reason. A lease only ever leaves ``active``;
-released and broken leases are kept as history (prune removes them).
+released and broken leases are kept as history (prune removes them). While its window is open
+the run rewrites the lease every ``heartbeat_s`` (``heartbeat_at``), so a run that was killed
+outright is known to be gone even where its orchestrator still reports it running.
 
 Each write is atomic, but a transition is read-then-write without a lock: when the run and the
 watchdog end the same lease at once, the last writer's record stays. Both have unpaused by then;
@@ -13,7 +15,7 @@ a run whose lease was broken under it is caught by CheckPaused before its window
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +26,9 @@ from pausepoint.errors import CatalogError, LeaseError
 LEASE_FORMAT = 1
 
 LeaseState = Literal["active", "released", "broken"]
+
+# Heartbeats a run may miss (a slow catalog write, a GC pause) before it counts as gone.
+HEARTBEAT_MISSES = 3
 
 # "component/host:port", as pausepoint.window.Node prints itself
 _NODE = re.compile(r"^[a-z0-9][a-z0-9_-]*/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
@@ -46,6 +51,14 @@ class Lease(BaseModel):
     broken_reason: str | None = None
     updated_at: datetime | None = None
     point_id: str | None = Field(None, description="the restore point the run was making")
+    # A run killed outright can stay RUNNING in the Prefect API forever; its stopped heartbeat is
+    # what tells the watchdog it is gone.
+    heartbeat_at: datetime | None = Field(
+        None, description="when the run last rewrote its lease (a sign of life)"
+    )
+    heartbeat_s: float | None = Field(
+        None, gt=0, le=3600, description="how often the run promised to rewrite it"
+    )
 
     @field_validator("nodes")
     @classmethod
@@ -55,7 +68,7 @@ class Lease(BaseModel):
             raise ValueError(f"nodes must be 'component/host:port', not {bad}")
         return nodes
 
-    @field_validator("created_at", "deadline", "updated_at")
+    @field_validator("created_at", "deadline", "updated_at", "heartbeat_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
@@ -68,11 +81,20 @@ class Lease(BaseModel):
             raise ValueError("deadline is before created_at")
         if (self.state == "broken") != (self.broken_reason is not None):
             raise ValueError("broken_reason is given exactly when state is 'broken'")
+        if (self.heartbeat_at is None) != (self.heartbeat_s is None):
+            raise ValueError("heartbeat_at and heartbeat_s are given together or not at all")
         return self
 
     def expired(self, now: datetime) -> bool:
         """True for an active lease past its deadline: the watchdog's candidates."""
         return self.state == "active" and now >= self.deadline
+
+    def heartbeat_stale(self, now: datetime) -> bool:
+        """True when the run missed HEARTBEAT_MISSES heartbeats in a row: it is dead or frozen.
+        A lease without heartbeats is never stale (liveness then rests on the run's state)."""
+        if self.heartbeat_at is None or self.heartbeat_s is None:
+            return False
+        return now - self.heartbeat_at > timedelta(seconds=HEARTBEAT_MISSES * self.heartbeat_s)
 
 
 def parse_lease(data: bytes, source: str) -> Lease:
