@@ -42,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("unpause", help="emergency: unpause every node of the site")
     u.add_argument("--site", required=True)
+
+    w = sub.add_parser(
+        "watchdog",
+        help="unpause what a dead backup run left paused (expired leases only)",
+        description="For every expired lease whose run is gone, unpause the nodes it names that "
+        "still report paused, and mark the lease broken. Runs are asked about through "
+        "PREFECT_API_URL; without it a run counts as gone once its lease expired.",
+    )
+    w.add_argument("--site", required=True)
     return p
 
 
@@ -132,6 +141,16 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _points(args, site)
     if args.command == "unpause":
         return _unpause(site)
+    if args.command == "watchdog":
+        from flows.watchdog import watchdog
+
+        report = watchdog(site_file=args.site)
+        for broken in report["broken"]:
+            print(f"lease of run {broken['run_id']} broken: {broken['reason']}")
+        for run_id, why in report["waiting"].items():
+            print(f"lease of run {run_id} left active: {why}")
+        print(f"site {site.site}: {len(report['broken'])} orphaned lease(s) closed")
+        return 0
     raise AssertionError(args.command)
 
 

@@ -1,0 +1,35 @@
+"""The watchdog flow (scheduled every minute): never leave ScalarDL paused.
+
+    load site -> close orphaned leases (expired, run gone: unpause what they left paused)
+              -> announce each one (event pausepoint.pause.orphaned)
+
+A lease that could not be closed stays active for the next run, and this run fails with the
+most severe failure (an UnpauseError when nodes may still be paused).
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from pausepoint.errors import most_severe
+from tasks.site_steps import connect, load_site
+from tasks.watchdog_steps import announce_orphaned, close_orphaned_leases
+
+
+@flow(
+    name="watchdog",
+    description="Unpause the nodes a dead backup run left paused (expired leases); announce it.",
+)
+def watchdog(site_file: str) -> dict:
+    """Close the site's orphaned leases; returns what was done (see WatchdogReport.to_dict)."""
+    site = load_site(site_file)
+    client, _, catalog = connect(site)
+    try:
+        report = close_orphaned_leases(site, catalog, client)
+    finally:
+        client.close()
+    for broken in report.broken:
+        announce_orphaned(site.site, broken)
+    if report.failures:
+        raise most_severe(report.failures)  # type: ignore[misc]
+    return report.to_dict()

@@ -1,0 +1,206 @@
+"""The watchdog: unpause the nodes a dead backup run left paused, and only those.
+
+For every ACTIVE lease of a site whose deadline has passed and whose run is gone (its flow run
+is no longer running, or its heartbeat stopped: a run killed outright can stay RUNNING in the
+orchestrator forever), the watchdog asks each node the lease names whether it is paused, unpauses
+those that are, and marks the lease broken saying what it did. It never touches a node the lease
+does not name, a lease that has not expired, a lease whose run is alive, or a node that another
+live lease names (that pause belongs to the other run).
+
+A lease stays ACTIVE, for the next watchdog run to retry, when a node cannot be asked or an
+unpause fails; the report carries the error (an UnpauseError: writes may be blocked).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pausepoint.admin.client import AdminClient
+from pausepoint.admin.fanout import call_all
+from pausepoint.catalog import Catalog, Lease
+from pausepoint.errors import PausepointError, UnpauseError, WatchdogError
+from pausepoint.site import Site, Target
+from pausepoint.window import Node, PauseSession
+
+log = logging.getLogger(__name__)
+
+# run id -> is that run still running? An id the orchestrator does not know counts as not alive.
+IsRunAlive = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class BrokenLease:
+    """One lease the watchdog acted on: what it found and did."""
+
+    lease: Lease  # as stored afterwards: state "broken", broken_reason says what was done
+    unpaused: list[str]  # nodes that reported paused and were unpaused
+    not_paused: list[str]  # nodes that already reported unpaused
+    left_alone: list[str]  # nodes another live lease names: that pause is not this run's
+
+
+@dataclass
+class WatchdogReport:
+    site: str
+    at: datetime
+    broken: list[BrokenLease] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)  # run id -> why its lease was kept
+    failures: list[PausepointError] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Plain data (a flow's result, the CLI's output)."""
+        return {
+            "site": self.site,
+            "at": self.at.isoformat(),
+            "broken": [
+                {
+                    "run_id": b.lease.run_id,
+                    "unpaused": b.unpaused,
+                    "not_paused": b.not_paused,
+                    "left_alone": b.left_alone,
+                    "reason": b.lease.broken_reason,
+                }
+                for b in self.broken
+            ],
+            "waiting": dict(self.waiting),
+            "failures": [str(f) for f in self.failures],
+        }
+
+    def summary(self) -> str:
+        unpaused = sum(len(b.unpaused) for b in self.broken)
+        return (
+            f"site {self.site}: {len(self.broken)} orphaned lease(s) closed, {unpaused} node(s) "
+            f"unpaused, {len(self.waiting)} lease(s) left active, {len(self.failures)} failure(s)"
+        )
+
+
+def _node(name: str) -> Node:
+    # Lease.nodes are validated "component/host:port" (as str(Node) prints them)
+    component, _, hostport = name.partition("/")
+    return Node(component, Target.parse(hostport))
+
+
+def _gone_because(lease: Lease, now: datetime, is_run_alive: IsRunAlive) -> str | None:
+    """Why the lease's run counts as gone, or None while it is alive."""
+    if lease.heartbeat_stale(now):
+        assert lease.heartbeat_at is not None
+        return f"its heartbeat stopped at {lease.heartbeat_at.isoformat()}"
+    if not is_run_alive(lease.run_id):
+        return "its flow run is no longer running"
+    return None
+
+
+def run_watchdog(
+    catalog: Catalog,
+    site: Site,
+    client: AdminClient,
+    is_run_alive: IsRunAlive,
+    now: datetime | None = None,
+) -> WatchdogReport:
+    """Close every orphaned lease of ``site``; see the module docstring. Never raises for one
+    lease: each failure is in the report, and the other leases are still handled."""
+    now = now or datetime.now(UTC)
+    report = WatchdogReport(site.site, now)
+    active = catalog.list_leases(site.site, state="active")
+    orphans: list[tuple[Lease, str]] = []
+    for lease in active:
+        if not lease.expired(now):
+            report.waiting[lease.run_id] = f"its deadline {lease.deadline.isoformat()} is ahead"
+            continue
+        try:
+            gone = _gone_because(lease, now, is_run_alive)
+        except Exception as exc:  # unknown is not dead: leave it, say so
+            report.waiting[lease.run_id] = f"cannot tell whether its run is alive ({exc})"
+            report.failures.append(
+                WatchdogError(
+                    f"site {site.site!r}: cannot tell whether run {lease.run_id} (lease expired "
+                    f"at {lease.deadline.isoformat()}, nodes {', '.join(lease.nodes)}) is alive: "
+                    f"{type(exc).__name__}: {exc}. Its nodes were not touched. Check that the "
+                    "Prefect API is reachable; if writes are blocked now, run `pausepoint "
+                    "unpause --site FILE`."
+                )
+            )
+            continue
+        if gone is None:
+            report.waiting[lease.run_id] = "its flow run is still running"
+            continue
+        orphans.append((lease, gone))
+    # Nodes named by a lease we leave alone may be paused by that (live) run: not ours to undo.
+    protected = {n for lease in active if lease.run_id in report.waiting for n in lease.nodes}
+    for lease, gone in orphans:
+        try:
+            broken = _close(catalog, site, client, lease, gone, protected, now)
+        except PausepointError as exc:
+            report.waiting[lease.run_id] = "left active for the next watchdog run"
+            report.failures.append(exc)
+            continue
+        report.broken.append(broken)
+        log.warning("site %s: %s", site.site, broken.lease.broken_reason)
+    return report
+
+
+def _close(
+    catalog: Catalog,
+    site: Site,
+    client: AdminClient,
+    lease: Lease,
+    gone: str,
+    protected: set[str],
+    now: datetime,
+) -> BrokenLease:
+    """Unpause what the lease's run left paused, then mark the lease broken. Raises (the lease
+    stays active) when a node cannot be asked or does not unpause."""
+    nodes = [_node(n) for n in lease.nodes]
+    left_alone = [n for n in nodes if str(n) in protected]
+    ours = [n for n in nodes if str(n) not in protected]
+    timeout = site.pause.call_timeout_ms / 1000
+    states = call_all(ours, lambda n: client.check_paused(n.target, timeout_s=timeout))
+    head = (
+        f"site {site.site!r}: lease of run {lease.run_id} ({lease.owner}) expired at "
+        f"{lease.deadline.isoformat()} and {gone}"
+    )
+    unknown = {n: r.error for n, r in states.items() if r.error is not None}
+    paused = sorted((n for n, r in states.items() if r.ok and r.value), key=str)
+    not_paused = sorted((n for n, r in states.items() if r.ok and not r.value), key=str)
+    if paused:
+        session = PauseSession(site.site, _by_component(paused), client, site.pause)
+        session.paused = set(paused)
+        try:
+            session.unpause_all()
+        except UnpauseError as exc:
+            # exc names the nodes and what to do; the lease stays active for the next run
+            raise UnpauseError(f"{head}. {exc}") from exc
+    if unknown:
+        detail = "; ".join(f"{n}: {e}" for n, e in unknown.items())
+        raise UnpauseError(
+            f"{head}; {', '.join(str(n) for n in unknown)} did not answer CheckPaused "
+            f"({detail}), so they may still be paused. The lease stays active and the next "
+            "watchdog run retries; check those nodes, or unpause them with `pausepoint unpause "
+            "--site FILE`."
+        )
+    reason = f"run {lease.run_id} ({lease.owner}) was gone ({gone}) after the deadline; "
+    if paused:
+        reason += f"the watchdog unpaused {', '.join(str(n) for n in paused)}"
+    else:
+        reason += "nothing to unpause: every node it checked already reported unpaused"
+    if left_alone:
+        reason += (
+            f"; left alone (named in another run's live lease): "
+            f"{', '.join(str(n) for n in left_alone)}"
+        )
+    stored = catalog.mark_broken(site.site, lease.run_id, reason, now)
+    return BrokenLease(
+        lease=stored,
+        unpaused=[str(n) for n in paused],
+        not_paused=[str(n) for n in not_paused],
+        left_alone=[str(n) for n in left_alone],
+    )
+
+
+def _by_component(nodes: list[Node]) -> dict[str, list[Target]]:
+    node_set: dict[str, list[Target]] = {}
+    for n in nodes:
+        node_set.setdefault(n.component, []).append(n.target)
+    return node_set

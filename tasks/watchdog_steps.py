@@ -1,0 +1,100 @@
+"""Prefect tasks of the watchdog flow: close orphaned leases, announce each one.
+
+Whether a lease's run is alive is Prefect's knowledge, so it is asked here and handed to the core
+(``pausepoint.watchdog``) as a plain function.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from prefect import get_client
+from prefect.events import emit_event
+from prefect.exceptions import ObjectNotFound
+from prefect.logging import get_run_logger
+
+from pausepoint.admin.client import AdminClient
+from pausepoint.catalog import Catalog
+from pausepoint.site import Site
+from pausepoint.watchdog import BrokenLease, WatchdogReport, run_watchdog
+from tasks._step import step
+
+ORPHANED_EVENT = "pausepoint.pause.orphaned"
+
+
+def _flow_run_id(run_id: str) -> UUID | None:
+    try:
+        return UUID(run_id)
+    except ValueError:
+        return None  # a run without a flow run (pausepoint's own "local-..." ids)
+
+
+def flow_run_alive(run_id: str) -> bool:
+    """Alive while the Prefect API reports the flow run in a non-final state (scheduled,
+    pending, running, paused, cancelling). A run the API does not know counts as not alive."""
+    flow_run_id = _flow_run_id(run_id)
+    if flow_run_id is None:
+        return False
+    with get_client(sync_client=True) as client:
+        try:
+            flow_run = client.read_flow_run(flow_run_id)
+        except ObjectNotFound:
+            return False
+    return flow_run.state is None or not flow_run.state.is_final()
+
+
+@step(name="close-orphaned-leases")
+def close_orphaned_leases(site: Site, catalog: Catalog, client: AdminClient) -> WatchdogReport:
+    logger = get_run_logger()
+    report = run_watchdog(catalog, site, client, flow_run_alive)
+    for broken in report.broken:
+        logger.warning("%s", broken.lease.broken_reason)
+    for run_id, why in report.waiting.items():
+        logger.info("lease of run %s left active: %s", run_id, why)
+    for failure in report.failures:
+        logger.error("%s", failure)
+    logger.info("%s", report.summary())
+    return report
+
+
+@step(name="announce-orphaned-pause")
+def announce_orphaned(site: str, broken: BrokenLease) -> str | None:
+    """The event automations react to: a backup run died and left its pause behind."""
+    lease = broken.lease
+    related = [
+        {
+            "prefect.resource.id": f"pausepoint.lease.{site}.{lease.run_id}",
+            "prefect.resource.role": "lease",
+            "prefect.resource.name": lease.run_id,
+        }
+    ]
+    if _flow_run_id(lease.run_id) is not None:
+        related.append(
+            {
+                "prefect.resource.id": f"prefect.flow-run.{lease.run_id}",
+                "prefect.resource.role": "flow-run",
+            }
+        )
+    if lease.point_id is not None:
+        related.append(
+            {
+                "prefect.resource.id": f"pausepoint.restore-point.{site}.{lease.point_id}",
+                "prefect.resource.role": "restore-point",
+            }
+        )
+    event = emit_event(
+        event=ORPHANED_EVENT,
+        resource={"prefect.resource.id": f"pausepoint.site.{site}", "prefect.resource.name": site},
+        related=related,
+        payload={
+            "run_id": lease.run_id,
+            "owner": lease.owner,
+            "deadline": lease.deadline.isoformat(),
+            "nodes": lease.nodes,
+            "unpaused": broken.unpaused,
+            "not_paused": broken.not_paused,
+            "left_alone": broken.left_alone,
+            "reason": lease.broken_reason,
+        },
+    )
+    return str(event.id) if event is not None else None
