@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class FileInfo:
 
 class CatalogDriver(ABC):
     """One storage back end (local directory now; S3 later)."""
+
+    # True when fetch_dir() hands out the very files that stat() and sha256() read (the local
+    # driver), so a restore that verified a point needs no second check of its fetched copy.
+    fetches_in_place: ClassVar[bool] = False
 
     @abstractmethod
     def location(self, key: str) -> str:

@@ -39,6 +39,8 @@ def _fsync_file(path: Path) -> None:
 
 
 class LocalDriver(CatalogDriver):
+    fetches_in_place = True  # fetch_dir is the catalog's own directory
+
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
 

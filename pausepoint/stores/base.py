@@ -12,7 +12,9 @@ Lifecycle of one backup, per store:
 Restore, per store:
 
     store.check_restore_target(capture, replace)   refuses a non-empty target unless replace
-    store.restore(capture, source_dir, replace)    brings the target back to the captured state
+    store.restore(capture, source_dir, replace, verified=False)
+                                                   checks the artifacts unless the caller did,
+                                                   brings the target back to the captured state
     store.fingerprint(tables)                      of the live database, compared afterwards
 """
 
@@ -71,6 +73,9 @@ class StoreCapture(BaseModel):
     method: str  # e.g. "pg_dump-directory", "mariadb-dump-single-transaction", "pitr"
     artifacts: list[Artifact] = []
     fingerprint: Fingerprint = {}
+    # How `fingerprint` was computed (Store.fingerprint_method); "" in points made before it was
+    # recorded. Fingerprints compare only when made the same way.
+    fingerprint_method: str = ""
     tool_versions: dict[str, str] = {}
     snapshot_established_at: datetime | None = None
     pitr_timestamp: datetime | None = None
@@ -99,6 +104,8 @@ class Store(ABC, Generic[C]):
     """One database of a component. Subclasses implement the primitives of their kind."""
 
     kind: ClassVar[str]
+    # Names how fingerprint() renders and hashes rows; recorded in every capture.
+    fingerprint_method: ClassVar[str]
 
     def __init__(self, config: C, resolve: ResolveFn):
         self.config = config
@@ -131,8 +138,14 @@ class Store(ABC, Generic[C]):
         """Raise TargetNotEmptyError when the target holds data and replace is False."""
 
     @abstractmethod
-    def restore(self, capture: StoreCapture, source_dir: Path, replace: bool) -> None:
-        """Bring this store (the restore target) back to the captured state."""
+    def restore(
+        self, capture: StoreCapture, source_dir: Path, replace: bool, *, verified: bool = False
+    ) -> None:
+        """Bring this store (the restore target) back to the captured state.
+
+        The artifacts' sha256 are checked first, before any change, unless ``verified`` says the
+        caller has just checked these very files (then only their presence and sizes are).
+        """
 
     @abstractmethod
     def fingerprint(self, tables: list[str] | None = None) -> Fingerprint:

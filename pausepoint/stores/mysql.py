@@ -195,6 +195,7 @@ class MysqlCaptureHandle(CaptureHandle):
 
 class MysqlStore(ServerStore[MysqlCaptureHandle]):
     kind = "mysql"
+    fingerprint_method = "mysql-md5-quote-v1"
     product = "MySQL/MariaDB"
     handle_type = MysqlCaptureHandle
     config: MysqlConfig
@@ -584,6 +585,7 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
                 )
             ],
             fingerprint=fingerprint,
+            fingerprint_method=self.fingerprint_method,
             tool_versions={h.dump.name: h.dump_version, "server": server_version},
             snapshot_established_at=h.opened_at,
             details={
@@ -635,8 +637,11 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
                 "renames them), or pass --replace to drop and recreate them"
             )
 
-    def restore(self, capture: StoreCapture, source_dir: Path, replace: bool) -> None:
-        verify_artifacts(source_dir, capture.artifacts, store=self.name)  # before any change
+    def restore(
+        self, capture: StoreCapture, source_dir: Path, replace: bool, *, verified: bool = False
+    ) -> None:
+        # Before any change.
+        verify_artifacts(source_dir, capture.artifacts, store=self.name, checksums=not verified)
         client = self._client_tool()
         captured = self._captured_databases(capture)
         dump_file = source_dir / str(capture.details.get("dump_file", capture.artifacts[0].path))

@@ -219,3 +219,115 @@ def test_abort_after_finish_is_harmless(pg_server, source_db, tmp_path):
             (source_db,),
         ).fetchone()[0]
     assert snapshots == 0
+
+
+# --- the fingerprint ------------------------------------------------------------------------
+
+TYPED_TABLE = """
+    CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+    CREATE TABLE public.typed (
+        id int PRIMARY KEY, note text, label varchar(20), flag boolean, big bigint, small smallint,
+        blob bytea, day date, at time, ts timestamp, tstz timestamptz, uid uuid, amount numeric,
+        ratio double precision, span interval, doc jsonb, tags text[], feel mood, padded char(4));
+    CREATE TABLE public.nothing ();
+"""
+TYPED_ROWS = """
+    INSERT INTO public.typed VALUES
+      (1, 'a', 'x', true, 9007199254740993, -2, '\\x00ff', '2024-02-29', '23:59:59.5',
+       '2024-01-01 00:00:00', '2024-01-01 12:00:00+02', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+       1.50, '-0', '1 day', '{"k": [1, 2]}', '{a,NULL}', 'ok', 'ab'),
+      (2, '', '', false, 0, 0, '\\x', '1970-01-01', '00:00', '1970-01-01', '1970-01-01+00',
+       '00000000-0000-0000-0000-000000000000', 0, 0, '0', 'null', '{}', 'sad', ''),
+      (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL);
+    INSERT INTO public.nothing DEFAULT VALUES;
+"""
+
+
+def typed_db(server: PostgresServer, *statements: str) -> str:
+    db = new_database(server)
+    with server.connect(db) as conn:
+        conn.execute(TYPED_TABLE)
+        conn.execute(TYPED_ROWS)
+        for statement in statements:
+            conn.execute(statement)
+    return db
+
+
+@pytest.fixture(scope="module")
+def typed_fingerprint(pg_server):
+    return make_store(pg_server, typed_db(pg_server)).fingerprint()
+
+
+def test_fingerprint_is_the_same_whatever_the_insertion_order(pg_server, typed_fingerprint):
+    db = new_database(pg_server)
+    with pg_server.connect(db) as conn:
+        conn.execute(TYPED_TABLE)
+        conn.execute(TYPED_ROWS)
+        # Rewrite the table in the reverse physical order.
+        conn.execute("CREATE TABLE public.tmp AS SELECT * FROM public.typed ORDER BY id DESC")
+        conn.execute("DELETE FROM public.typed")
+        conn.execute("INSERT INTO public.typed SELECT * FROM public.tmp")
+        conn.execute("DROP TABLE public.tmp")
+    assert make_store(pg_server, db).fingerprint() == typed_fingerprint
+    assert typed_fingerprint["public.typed"].rows == 3
+    assert typed_fingerprint["public.nothing"].rows == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE public.typed SET note = 'b' WHERE id = 1",
+        "UPDATE public.typed SET note = NULL WHERE id = 2",  # '' -> NULL
+        "UPDATE public.typed SET note = '' WHERE id = 3",  # NULL -> ''
+        "UPDATE public.typed SET blob = '\\x00fe' WHERE id = 1",
+        "UPDATE public.typed SET amount = 1.5 WHERE id = 1",  # same value, other scale
+        "UPDATE public.typed SET ratio = 0.0 WHERE id = 1",  # -0 -> 0
+        "UPDATE public.typed SET span = '24 hours' WHERE id = 1",  # equal to '1 day'
+        "UPDATE public.typed SET tstz = tstz + interval '1 microsecond' WHERE id = 1",
+        "UPDATE public.typed SET feel = 'happy' WHERE id = 1",
+        "UPDATE public.typed SET tags = '[0:1]={a,NULL}' WHERE id = 1",  # other bounds
+        "UPDATE public.typed SET label = 'X' WHERE id = 1",
+        # Rows trade a value: a fingerprint that combined columns linearly would not see it.
+        "UPDATE public.typed SET big = CASE id WHEN 1 THEN 0 ELSE 9007199254740993 END "
+        "WHERE id IN (1, 2)",
+        "UPDATE public.typed SET note = CASE id WHEN 1 THEN '' ELSE 'a' END WHERE id IN (1, 2)",
+        "INSERT INTO public.typed (id) VALUES (4)",  # one extra row
+        "DELETE FROM public.typed WHERE id = 2",  # one missing row
+        "INSERT INTO public.nothing DEFAULT VALUES",
+    ],
+)
+def test_fingerprint_sees_every_difference(pg_server, typed_fingerprint, change):
+    changed = make_store(pg_server, typed_db(pg_server, change)).fingerprint()
+    table = "public.nothing" if "nothing" in change else "public.typed"
+    assert changed[table] != typed_fingerprint[table]
+    assert {k: v for k, v in changed.items() if k != table} == {
+        k: v for k, v in typed_fingerprint.items() if k != table
+    }
+
+
+def test_fingerprint_of_a_capture_matches_its_restore_for_every_type(pg_server, tmp_path):
+    db = typed_db(pg_server)
+    result = capture(make_store(pg_server, db), tmp_path / "cap")
+    assert result.fingerprint_method == PostgresStore.fingerprint_method
+    assert result.fingerprint == make_store(pg_server, db).fingerprint()
+    target = make_store(pg_server, f"{db}_copy")
+    target.restore(result, tmp_path / "cap", replace=False)
+    assert target.fingerprint() == result.fingerprint
+
+
+def test_restore_after_caller_verified_checks_sizes_not_checksums(pg_server, source_db, tmp_path):
+    result = capture(make_store(pg_server, source_db), tmp_path / "cap")
+    victim = max(result.artifacts, key=lambda a: a.size)
+    path = tmp_path / "cap" / victim.path
+    data = bytearray(path.read_bytes())
+    # Same size, other content: only a checksum sees it.
+    data[-1] ^= 0x01
+    path.write_bytes(data)
+    with pytest.raises(CorruptArtifactError, match="sha256"):
+        make_store(pg_server, f"{source_db}_a").restore(result, tmp_path / "cap", replace=False)
+    path.write_bytes(data[:-1])  # truncated: the size check catches it even when verified
+    with pytest.raises(CorruptArtifactError, match="bytes"):
+        make_store(pg_server, f"{source_db}_b").restore(
+            result, tmp_path / "cap", replace=False, verified=True
+        )

@@ -20,6 +20,7 @@ from pausepoint.stores._common import (
     major_version,
     redact,
     run_tool,
+    sum_row_hashes,
     verify_artifacts,
 )
 
@@ -103,3 +104,36 @@ def test_pipe_to_file_hashes_what_it_writes(tmp_path, level):
     assert sink.bytes_written == len(written)
     assert sink.sha256 == hashlib.sha256(written).hexdigest()
     assert (gzip.decompress(written) if level else written) == payload
+
+
+def test_sum_row_hashes_is_the_sum_of_sha256_values_whatever_the_order():
+    rows = [b"(1,'a'),", b"(2,NULL),", b"(3,''),"]
+    expected = sum(int.from_bytes(hashlib.sha256(r).digest()) for r in rows)
+    assert sum_row_hashes(rows) == sum_row_hashes(reversed(rows)) == expected
+    assert fold_row_hashes(sum_row_hashes(rows)) == f"{expected % (1 << 64):016x}"
+    assert sum_row_hashes([]) == 0
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_pipe_to_file_taps_the_uncompressed_stream_and_survives_a_failing_tap(tmp_path, level):
+    payload = os.urandom(2_500_000)
+    seen: list[bytes] = []
+
+    def run(tap):
+        read_fd, write_fd = os.pipe()
+        sink = PipeToFile(io.FileIO(read_fd, "rb"), tmp_path / "out", gzip_level=level, tap=tap)
+        with io.FileIO(write_fd, "wb") as w:
+            for i in range(0, len(payload), 100_000):  # pieces, as a dump tool writes
+                w.write(payload[i : i + 100_000])
+        sink.join()
+        return sink
+
+    sink = run(seen.append)
+    assert b"".join(seen) == payload and sink.tap_error is None and sink.error is None
+
+    def failing(_data: bytes) -> None:
+        raise ValueError("cannot read this")
+
+    sink = run(failing)
+    assert isinstance(sink.tap_error, ValueError) and sink.error is None
+    assert sink.bytes_in == len(payload)  # the copy went on without the tap
