@@ -76,7 +76,7 @@ def unpauses(admin: FakeAdmin) -> dict:
 
 def test_take_lease_names_every_node_run_and_deadline(catalog):
     run = make_run(FakeAdmin(), catalog, [])
-    now = datetime(2026, 11, 28, tzinfo=UTC)
+    now = datetime.now(UTC)  # a past "now" would put the deadline behind us: the timer fires
     lease = run.take_lease(hold_ms=1000, now=now)
     try:
         assert lease.nodes == [f"ledger/{T1}", f"ledger/{T2}", f"auditor/{T3}"]
