@@ -281,7 +281,8 @@ class BackupRun:
                 self.signals.opened, self.signals.closing, self._window_wait_s
             ):
                 return False
-            self.session.hold(hold_ms)
+            if not self.session.hold(hold_ms, cut_short=self.signals.closing):
+                return False  # closed by a failure or the lease deadline: nothing to verify
             self.session.verify()
             return True
         finally:

@@ -156,16 +156,21 @@ class PauseSession:
         self._first_pause_sent = time.monotonic()
         results = call_all(self.nodes, pause)
         failed: list[tuple[Node, BaseException]] = []
-        for node, r in results.items():
-            if r.error is None:
-                self.paused.add(node)
-                self._event(node, "pause_confirmed", at=r.returned_at)
-            else:
-                failed.append((node, r.error))
-                reason = getattr(r.error, "reason", None)
-                self._event(node, "pause_failed", at=r.returned_at, detail=str(reason))
-                if reason in _OURS_IF_FAILED:
+        # Under the unpause lock: either unpause_all has not begun and will unpause what we add,
+        # or it already ran (the lease deadline closed the window mid-pause) and we undo it here.
+        with self._unpause_lock:
+            for node, r in results.items():
+                if r.error is None:
                     self.paused.add(node)
+                    self._event(node, "pause_confirmed", at=r.returned_at)
+                else:
+                    failed.append((node, r.error))
+                    reason = getattr(r.error, "reason", None)
+                    self._event(node, "pause_failed", at=r.returned_at, detail=str(reason))
+                    if reason in _OURS_IF_FAILED:
+                        self.paused.add(node)
+            if self._unpaused and self.paused:
+                self._undo_late_pause()
         if not failed:
             last = max(results.values(), key=lambda r: r.returned_mono)
             self._window_start = last.returned_at
@@ -173,6 +178,21 @@ class PauseSession:
             log.info("paused %d nodes of site %s", len(self.paused), self.site)
             return
         raise self._pause_failure(failed)
+
+    def _undo_late_pause(self) -> None:
+        """Pause calls that landed after the window was closed: unpause them at once."""
+        late = sorted(self.paused, key=str)
+        try:
+            self._unpause()
+        except UnpauseError as exc:
+            self._unpause_error = exc
+            raise
+        raise PauseError(
+            f"site {self.site!r}: the window was closed (the lease deadline passed) while Pause "
+            f"was still in flight; {_describe(late)} paused after that and were unpaused again. "
+            "No backup was taken. Raise pause.lease_margin_ms above pause.call_timeout_ms, or "
+            "find why pausing took so long (drain, network), then retry."
+        )
 
     def _pause_failure(self, failed: list[tuple[Node, BaseException]]) -> PauseError:
         still = [
@@ -212,12 +232,16 @@ class PauseSession:
             return 0.0
         return (time.monotonic() - self._window_start_mono) * 1000
 
-    def hold(self, hold_ms: int) -> None:
-        """Wait until the window is at least hold_ms long (time already spent counts)."""
+    def hold(self, hold_ms: int, cut_short: threading.Event | None = None) -> bool:
+        """Wait until the window is at least hold_ms long (time already spent counts).
+        False when ``cut_short`` was set first (the window is being closed: stop holding)."""
         self.hold_ms = hold_ms
         remaining = hold_ms - self.elapsed_ms()
+        if cut_short is not None:
+            return not cut_short.wait(max(0.0, remaining) / 1000)
         if remaining > 0:
             time.sleep(remaining / 1000)
+        return True
 
     def verify(self) -> None:
         """Every node still paused and the node set unchanged; else VerificationError."""

@@ -17,7 +17,7 @@ import pytest
 
 from pausepoint.backup import BackupRun, StoreSlot
 from pausepoint.catalog import Catalog, Lease, LocalDriver
-from pausepoint.errors import LeaseError, UnpauseError, WindowExpiredError
+from pausepoint.errors import LeaseError, PauseError, UnpauseError, WindowExpiredError
 from pausepoint.lease_guard import LeaseGuard
 from pausepoint.site import PauseSettings, parse_site
 from pausepoint.window import PauseSession, deadline_for
@@ -153,6 +153,19 @@ def test_lease_timer_unpauses_when_the_deadline_passes_while_the_window_hangs(ca
     assert run.end_lease() == stored  # the timer's record is kept
 
 
+def test_lease_timer_cuts_a_hold_that_outlives_the_deadline_short(catalog):
+    admin = FakeAdmin()
+    run = make_run(admin, catalog, [FakeStore("a", admin)])
+    run.take_lease(hold_ms=0)  # the deadline is ~400 ms away; the hold below is 5 s
+    t0 = time.monotonic()
+    out = run_window(run, hold_ms=5000)
+    assert time.monotonic() - t0 < 2.5
+    assert out["verify"] is False  # the hold stopped when the window closed; nothing verified
+    assert isinstance(out["unpause"], WindowExpiredError)
+    assert not any(admin.paused.values())
+    assert catalog.get_lease("demo", run.run_id).state == "broken"
+
+
 def test_end_lease_leaves_lease_active_when_unpause_failed(catalog):
     admin = FakeAdmin()
     admin.unpause_fail[T2] = 99
@@ -196,6 +209,26 @@ def test_unpause_all_second_caller_gets_the_first_callers_failure():
     assert second.value is first.value
     assert len(admin.calls) == calls
     assert not session.unpaused_everything
+
+
+def test_pause_landing_after_the_window_closed_is_unpaused_at_once():
+    class SlowPause(FakeAdmin):
+        def pause(self, target, **kw):
+            time.sleep(0.2)
+            super().pause(target, **kw)
+
+    admin = SlowPause()
+    session = PauseSession("demo", NODES, admin, PauseSettings(**PAUSE))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pausing = pool.submit(session.pause_all)
+        time.sleep(0.05)
+        assert session.unpause_all() is True  # the deadline closed the window mid-pause
+        with pytest.raises(PauseError, match="while Pause was still in flight") as e:
+            pausing.result()
+    assert f"ledger/{T1}" in str(e.value) and "unpaused again" in str(e.value)
+    assert not any(admin.paused.values())
+    assert unpauses(admin) == {T1: 1, T2: 1, T3: 1}
+    assert session.unpaused_everything
 
 
 def test_lease_heartbeat_rewrites_the_lease_until_disarmed(catalog):
