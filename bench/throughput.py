@@ -1,0 +1,89 @@
+"""Capture and restore throughput: pausepoint's store against the raw tools, in A/B pairs.
+
+A = pausepoint in-process: ``open_capture`` + ``finish_capture`` of the bulk store (snapshot,
+dump, fingerprint, sha256 of every artifact); ``store.restore`` (checksums verified, then the
+load) into a fresh database.
+B = ``pg_dump -Fd -j2`` into a fresh directory / ``mariadb-dump --single-transaction db > file``;
+``pg_restore -j2 -d <fresh db>`` / ``mariadb <fresh db> < file``.
+Each pair runs A then B, back to back; every restore target is created empty just before.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from pydantic import TypeAdapter
+
+from bench.env import Servers
+from bench.raw import raw_dump, raw_restore, size_on_disk
+
+
+def _store(env: Servers, kind: str, database: str, **extra):
+    from pausepoint.secrets import SecretResolver
+    from pausepoint.stores import StoreConfig, open_store
+
+    config = TypeAdapter(StoreConfig).validate_python(
+        env.store_config(kind, "ledger-store", database, **extra)
+    )
+    return open_store(config, SecretResolver())
+
+
+def ours_capture(env: Servers, kind: str, db: str, workdir: Path):
+    store = _store(env, kind, db)
+    store.check()  # preflight, outside the timing (the flow runs it before the pause)
+    t0 = time.monotonic()
+    handle = store.open_capture(workdir)
+    capture = store.finish_capture(handle)
+    return time.monotonic() - t0, capture
+
+
+def ours_restore(env: Servers, kind: str, db: str, capture, source: Path, fresh: str) -> float:
+    if kind == "postgres":
+        store = _store(env, kind, fresh)
+    else:
+        store = _store(env, kind, db, database_map={db: fresh})
+    t0 = time.monotonic()
+    store.restore(capture, source, replace=False)
+    return time.monotonic() - t0
+
+
+def fingerprint_alone(env: Servers, kind: str, db: str) -> float:
+    store = _store(env, kind, db)
+    t0 = time.monotonic()
+    store.fingerprint()
+    return time.monotonic() - t0
+
+
+def pair(env: Servers, kind: str, db: str, work: Path, n: int) -> dict:
+    """One A/B pair of captures, then one A/B pair of restores."""
+    a_dir, b_dir = work / f"ours-{n}", work / f"raw-{n}"
+    a_db, b_db = f"{db}_ra{n}", f"{db}_rb{n}"
+    for d in (a_dir, b_dir):
+        if d.exists():
+            shutil.rmtree(d)
+    try:
+        a_cap_s, capture = ours_capture(env, kind, db, a_dir)
+        t0 = time.monotonic()
+        b_path = raw_dump(env, kind, db, b_dir / "dump")
+        b_cap_s = time.monotonic() - t0
+
+        env.create_db(kind, a_db)
+        a_res_s = ours_restore(env, kind, db, capture, a_dir, a_db)
+        env.create_db(kind, b_db)
+        t0 = time.monotonic()
+        raw_restore(env, kind, b_path, b_db)
+        b_res_s = time.monotonic() - t0
+        restored = {"ours": env.bulk_rows(kind, a_db), "raw": env.bulk_rows(kind, b_db)}
+        return {
+            "capture_s": {"ours": a_cap_s, "raw": b_cap_s},
+            "restore_s": {"ours": a_res_s, "raw": b_res_s},
+            "artifact_bytes": {"ours": capture.total_bytes, "raw": size_on_disk(b_path)},
+            "bulk_rows_restored": restored,
+        }
+    finally:
+        for d in (a_dir, b_dir):
+            shutil.rmtree(d, ignore_errors=True)
+        for name in (a_db, b_db):
+            env.drop_db(kind, name)
