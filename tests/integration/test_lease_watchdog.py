@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from pausepoint.catalog.lease import HEARTBEAT_MISSES
 from pausepoint.cli import run
 from pausepoint.errors import LeaseError
 from pausepoint.site import load_site
+from tasks.watchdog_steps import flow_run_alive
 from tests.support.small_site import SmallSite, pause_calls
 
 pytestmark = [pytest.mark.integration]
@@ -57,6 +59,10 @@ def test_backup_releases_its_lease_after_a_normal_run(small_site):
     assert sorted(lease.nodes) == expected_nodes(small_site)
     assert lease.created_at <= point.window.start <= point.window.end <= lease.deadline
     assert lease.updated_at is not None and lease.updated_at >= point.window.end
+    # the watchdog's view of runs: a finished run, an unknown one and a non-Prefect id are gone
+    assert not flow_run_alive(lease.run_id)
+    assert not flow_run_alive(str(uuid.uuid4()))
+    assert not flow_run_alive("local-0123abcd")
 
 
 def test_backup_lease_cannot_be_written_pauses_nothing(small_site):
@@ -138,6 +144,8 @@ def test_backup_killed_in_its_window_is_unpaused_by_the_watchdog_after_the_deadl
     [lease] = catalog.list_leases(site, state="active")
     assert sorted(lease.nodes) == expected_nodes(small_site)
     assert all(s.gate.check_paused() for s in small_site.servers), "killed inside the window"
+    # Run plainly and killed, the flow run stays RUNNING in the API: only the heartbeat tells.
+    assert flow_run_alive(lease.run_id)
 
     # Before the deadline the watchdog leaves the lease and its nodes alone.
     report = watchdog(site_file=str(small_site.path))
