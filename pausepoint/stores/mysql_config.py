@@ -32,11 +32,3 @@ class MysqlConfig(StoreConfigBase):
             "when server, dump and compression share two cores"
         ),
     )
-    commit_guard: bool = Field(
-        True,
-        description=(
-            "MariaDB: stall commits (BACKUP STAGE BLOCK_COMMIT, needs RELOAD) for the few ms "
-            "in which the dump and the fingerprint open their snapshots, so both are the same "
-            "point even without a pause; off: only the pause aligns them"
-        ),
-    )

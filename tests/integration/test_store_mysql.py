@@ -112,8 +112,7 @@ def test_capture_under_writer_restores_the_exact_snapshot(mysql_server, dbs, tmp
     seen: list[int] = []
     with TransferWriter(lambda: mysql_server.connect(), transfer_sql(dbs), ACCOUNTS) as writer:
         writer.wait_for(50)
-        # The dump and the fingerprint connection each open their own snapshot: only a pause
-        # (as the backup flow does around open_capture) makes them the same point.
+        # As the backup flow does: the snapshot opens inside a pause.
         with writer.paused():
             handle = store.open_capture(tmp_path / "cap")
         writer.wait_for(writer.committed + 50)  # writes continue after the unpause
@@ -150,16 +149,17 @@ def big_dbs(mysql_server: MysqlServer) -> list[str]:
     return [big, late]
 
 
-def test_capture_without_pause_is_aligned_by_the_commit_guard(mysql_server, dbs, tmp_path):
-    """A site on one store is backed up without a pause: BACKUP STAGE BLOCK_COMMIT alone must
-    make the fingerprint's snapshot and the dump's the same point."""
+def test_capture_without_pause_fingerprints_the_dumps_own_snapshot(mysql_server, dbs, tmp_path):
+    """A site on one store is backed up without a pause, the writer never stops: the
+    fingerprint comes from the dump itself, so it is that snapshot's, whatever commits."""
     store = make_store(mysql_server, dbs)
     with TransferWriter(lambda: mysql_server.connect(), transfer_sql(dbs), ACCOUNTS) as writer:
         writer.wait_for(50)
         handle = store.open_capture(tmp_path / "cap")  # the writer keeps going
         writer.wait_for(writer.committed + 50)
         result = store.finish_capture(handle)
-    assert result.details["commit_guard"] == "BACKUP STAGE BLOCK_COMMIT"
+    assert result.fingerprint_method == MysqlStore.fingerprint_method
+    assert "commit_guard" not in result.details
 
     target = make_store(mysql_server, dbs, database_map=renamed(dbs, "nopause"))
     target.restore(result, tmp_path / "cap", replace=False)
@@ -218,7 +218,6 @@ def test_snapshot_signal_matches_what_the_dump_sends(mysql_server, big_dbs, tmp_
     # sent START TRANSACTION ... WITH CONSISTENT SNAPSHOT.
     entries = re.findall(r"^\S*\s+(\d+) (Query|Init DB|Connect|Quit)\t(.*)$", text, re.M)
     dump_ids = {i for i, kind, s in entries if kind == "Query" and "WITH CONSISTENT SNAPSHOT" in s}
-    dump_ids -= {i for i, kind, s in entries if "READ ONLY" in s}  # the fingerprint connection
     assert len(dump_ids) == 1
     statements = [s for i, kind, s in entries if i in dump_ids and kind == "Query"]
     begin = next(n for n, s in enumerate(statements) if "WITH CONSISTENT SNAPSHOT" in s)
@@ -327,7 +326,8 @@ def test_capture_and_restore_as_dedicated_user_with_awkward_password(mysql_serve
     assert target.fingerprint(sorted(result.fingerprint)) == result.fingerprint
 
 
-def test_check_without_reload_privilege_asks_for_it_or_commit_guard_off(mysql_server, dbs):
+def test_capture_and_restore_check_as_a_read_only_user(mysql_server, dbs, tmp_path):
+    """Backing up needs SELECT, SHOW VIEW and TRIGGER only (no RELOAD, no PROCESS)."""
     user = f"ro_{uuid.uuid4().hex[:6]}"
     with mysql_server.connect() as conn, conn.cursor() as cur:
         cur.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw-ro-1'")
@@ -341,8 +341,92 @@ def test_check_without_reload_privilege_asks_for_it_or_commit_guard_off(mysql_se
         password=SecretRef(env="PW"),
         databases=dbs,
     )
-    resolve = SecretResolver(environ={"PW": "pw-ro-1"})
-    with pytest.raises(StoreCheckError, match="RELOAD") as err:
-        MysqlStore(MysqlConfig(**config), resolve).check()
-    assert "commit_guard: false" in str(err.value)
-    MysqlStore(MysqlConfig(commit_guard=False, **config), resolve).check()
+    store = MysqlStore(MysqlConfig(**config), SecretResolver(environ={"PW": "pw-ro-1"}))
+    store.check()
+    result = store.finish_capture(store.open_capture(tmp_path / "cap"))
+    assert result.fingerprint == store.fingerprint()
+    assert result.fingerprint[f"{dbs[0]}.account"].rows == ACCOUNTS
+
+
+# --- the fingerprint ------------------------------------------------------------------------
+
+TYPED_ROWS = [
+    "(1, 'a', 'x', 0x000A0D5C27, '2024-01-01 12:00:00.5', 0.1, 1.50, '{\"k\": [1]}', 1)",
+    "(2, '', '', '', '1970-01-02 00:00:00', 0, 0, 'null', 0)",
+    "(3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    "(4, 'q''),(x\\\\', 'y', 'a),(b', NULL, 1e300, -1, '[]', 1)",
+]
+
+
+def typed_db(server: MysqlServer, rows: list[str], *statements: str) -> str:
+    db = f"typed_{uuid.uuid4().hex[:8]}"
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
+        cur.execute(
+            f"CREATE TABLE {db}.typed (id INT PRIMARY KEY, note TEXT, label VARCHAR(20), "
+            "bin VARBINARY(20), ts TIMESTAMP(6) NULL, ratio DOUBLE, amount DECIMAL(10,3), "
+            "doc JSON, flag BOOLEAN) ENGINE=InnoDB"
+        )
+        cur.execute(f"CREATE TABLE {db}.empty (id INT) ENGINE=InnoDB")
+        cur.execute(f"INSERT INTO {db}.typed VALUES {', '.join(rows)}")
+        for statement in statements:
+            cur.execute(statement.format(db=db))
+    return db
+
+
+@pytest.fixture(scope="module")
+def typed_fingerprint(mysql_server):
+    db = typed_db(mysql_server, TYPED_ROWS)
+    return make_store(mysql_server, [db]).fingerprint()
+
+
+def test_fingerprint_is_the_same_whatever_the_insertion_order(mysql_server, typed_fingerprint):
+    db = typed_db(mysql_server, TYPED_ROWS[::-1])
+    assert make_store(mysql_server, [db]).fingerprint() == rekey(typed_fingerprint, db)
+    assert {k.split(".")[1]: v.rows for k, v in typed_fingerprint.items()} == {
+        "typed": 4,
+        "empty": 0,
+    }
+
+
+def rekey(fingerprint, db: str):
+    return {f"{db}.{k.split('.', 1)[1]}": v for k, v in fingerprint.items()}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE {db}.typed SET note = 'b' WHERE id = 1",
+        "UPDATE {db}.typed SET note = NULL WHERE id = 2",  # '' -> NULL
+        "UPDATE {db}.typed SET note = '' WHERE id = 3",  # NULL -> ''
+        "UPDATE {db}.typed SET bin = 0x000A0D5C28 WHERE id = 1",
+        "UPDATE {db}.typed SET ts = '2024-01-01 12:00:00.500001' WHERE id = 1",
+        "UPDATE {db}.typed SET ratio = 1e-300 WHERE id = 2",  # 0 -> nearly 0
+        "UPDATE {db}.typed SET ratio = 1.0000000000000002e300 WHERE id = 4",  # the last bit
+        # Rows trade a value.
+        "UPDATE {db}.typed SET label = IF(id = 1, '', 'x') WHERE id IN (1, 2)",
+        "INSERT INTO {db}.typed (id) VALUES (5)",  # one extra row
+        "DELETE FROM {db}.typed WHERE id = 2",  # one missing row
+        "INSERT INTO {db}.empty VALUES (NULL)",
+    ],
+)
+def test_fingerprint_sees_every_difference(mysql_server, typed_fingerprint, change):
+    db = typed_db(mysql_server, TYPED_ROWS, change)
+    changed = make_store(mysql_server, [db]).fingerprint()
+    expected = rekey(typed_fingerprint, db)
+    table = f"{db}.empty" if ".empty" in change else f"{db}.typed"
+    assert changed[table] != expected[table]
+    assert {k: v for k, v in changed.items() if k != table} == {
+        k: v for k, v in expected.items() if k != table
+    }
+
+
+def test_fingerprint_of_a_capture_matches_its_restore_for_every_type(mysql_server, tmp_path):
+    db = typed_db(mysql_server, TYPED_ROWS)
+    store = make_store(mysql_server, [db])
+    result = store.finish_capture(store.open_capture(tmp_path / "cap"))
+    assert result.fingerprint == store.fingerprint()
+    target = make_store(mysql_server, [db], database_map={db: f"{db}_copy"})
+    target.restore(result, tmp_path / "cap", replace=False)
+    assert target.fingerprint() == result.fingerprint
+    assert target.fingerprint([f"{db}.typed"]) == {f"{db}.typed": result.fingerprint[f"{db}.typed"]}

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pausepoint.stores.mysql import is_post_snapshot, option_file, rename_databases
+from pausepoint.stores.mysql import (
+    DumpFingerprint,
+    database_lines,
+    is_post_snapshot,
+    option_file,
+    rename_databases,
+)
 
 # What mariadb-dump 10.11 sends before its snapshot (general log), and FLUSHes of other modes.
 BEFORE = [
@@ -65,6 +71,25 @@ def test_rename_databases_rewrites_only_database_lines_across_chunks(size):
     )
 
 
+def apply(dump: bytes, edits) -> bytes:
+    out, pos = [], 0
+    for start, end, text in edits:
+        out += [dump[pos:start], text]
+        pos = end
+    return b"".join([*out, dump[pos:]])
+
+
+@pytest.mark.parametrize("dump", [DUMP, DUMP.rstrip(b"\n"), b"USE `a`;\n" + DUMP])
+def test_database_lines_edit_a_whole_dump_like_rename_databases_does(dump):
+    mapping = {"a": "a_copy", "we`ird": "plain"}
+    edits = database_lines(dump, mapping)
+    assert apply(dump, edits) == b"".join(rename_databases([dump], mapping))
+    lines = zip(dump.split(b"\n"), apply(dump, edits).split(b"\n"), strict=True)
+    changed = [a for a, b in lines if a != b]
+    assert len(edits) == len(changed) and all(c.startswith((b"USE", b"CREATE")) for c in changed)
+    assert database_lines(dump, {}) == []
+
+
 def test_rename_databases_without_mapping_passes_the_stream_through():
     assert b"".join(rename_databases([DUMP[:10], DUMP[10:]], {})) == DUMP
 
@@ -72,3 +97,107 @@ def test_rename_databases_without_mapping_passes_the_stream_through():
 def test_option_file_escapes_the_password():
     text = option_file("app", 'p"a\\ss\nword')
     assert text == '[client]\nuser=app\npassword="p\\"a\\\\ss\\nword"\n'
+
+
+# --- the fingerprint read from a dump ---------------------------------------------------------
+
+HEAD = (
+    b"/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump 10.19\n--\n"
+    b"-- Current Database: `a`\n--\n\n"
+    b"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `a`;\n\nUSE `a`;\n\n"
+)
+
+
+def section(table: bytes, *statements: bytes) -> bytes:
+    """A table's part of a MariaDB dump: structure, data section, a trigger."""
+    return (
+        b"--\n-- Table structure for table `" + table + b"`\n--\n\n"
+        b"CREATE TABLE `" + table + b"` (\n  `id` int(11) NOT NULL\n) ENGINE=InnoDB;\n\n"
+        b"--\n-- Dumping data for table `" + table + b"`\n--\n\n"
+        b"LOCK TABLES `" + table + b"` WRITE;\n" + b"".join(statements) + b"UNLOCK TABLES;\n"
+        b"DELIMITER ;;\n/*!50003 CREATE*/ /*!50003 TRIGGER `tr` AFTER INSERT ON `" + table + b"`\n"
+        b"FOR EACH ROW BEGIN\nINSERT INTO `log` VALUES\n(NEW.id);\nEND */;;\nDELIMITER ;\n"
+    )
+
+
+def mariadb_insert(table: bytes, rows: list[bytes]) -> bytes:
+    """MariaDB 10.11: one row per line."""
+    return b"INSERT INTO `" + table + b"` VALUES\n" + b",\n".join(rows) + b";\n"
+
+
+def mysql_insert(table: bytes, rows: list[bytes]) -> bytes:
+    """MySQL: a statement's rows on one line."""
+    return b"INSERT INTO `" + table + b"` VALUES " + b",".join(rows) + b";\n"
+
+
+ROWS = [
+    b"(1,'plain',NULL)",
+    b"(2,'',NULL)",  # '' is not NULL
+    b"(3,'a),(b',0x00)",  # "),(" inside a value
+    b"(4,'it\\'s \\\\',1.5)",  # escaped quote, escaped backslash before the closing quote
+    b"(5,'x\\\\\\'),(y',-0)",  # backslash, then an escaped quote, then "),("
+    b"(6,'line\\nbreak\\r\\Z\\0','\\xff\\xfe')",
+]
+
+
+def fingerprint_of(dump: bytes, chunk: int = 1 << 20, **kw):
+    fp = DumpFingerprint(**kw)
+    for i in range(0, len(dump), chunk):
+        fp.feed(dump[i : i + chunk])
+    return fp.result()
+
+
+def test_dump_fingerprint_counts_rows_and_empty_tables():
+    dump = HEAD + section(b"t", mariadb_insert(b"t", ROWS)) + section(b"empty")
+    result = fingerprint_of(dump)
+    assert set(result) == {"a.t", "a.empty"}  # not `log`: a trigger body is not a row
+    assert result["a.t"].rows == len(ROWS)
+    assert result["a.empty"].rows == 0
+    assert result["a.t"].hash != result["a.empty"].hash == "0000000000000000"
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 4096])
+def test_dump_fingerprint_is_the_same_whatever_the_blocks(chunk):
+    dump = HEAD + section(b"t", mariadb_insert(b"t", ROWS[:3]), mariadb_insert(b"t", ROWS[3:]))
+    assert fingerprint_of(dump, chunk) == fingerprint_of(dump)
+
+
+def test_dump_fingerprint_ignores_row_order_statement_size_and_dump_style():
+    one = fingerprint_of(HEAD + section(b"t", mariadb_insert(b"t", ROWS)))
+    reordered = [ROWS[i] for i in (5, 2, 0, 4, 1, 3)]
+    assert fingerprint_of(HEAD + section(b"t", mariadb_insert(b"t", reordered))) == one
+    split = section(b"t", *(mariadb_insert(b"t", [r]) for r in reordered))
+    assert fingerprint_of(HEAD + split) == one
+    assert fingerprint_of(HEAD + section(b"t", mysql_insert(b"t", ROWS))) == one
+    # With a column list, MariaDB writes the first row on the INSERT line.
+    listed = b"INSERT INTO `t` (`id`, `v`, `w`) VALUES " + b",\n".join(ROWS) + b";\n"
+    assert fingerprint_of(HEAD + section(b"t", listed)) == one
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [*ROWS[:1], b"(1,'plain','')", *ROWS[2:]],  # NULL -> ''
+        [b"(2,'plain',NULL)", b"(1,'',NULL)", *ROWS[2:]],  # two rows trade their ids
+        [*ROWS[:5], b"(6,'line\\nbreak\\r\\Z\\0','\\xff\\xfd')"],  # one changed byte
+        [*ROWS, b"(7,NULL,NULL)"],  # an extra row
+        ROWS[1:],  # a missing row
+        [*ROWS, ROWS[0]],  # a duplicated row
+    ],
+)
+def test_dump_fingerprint_sees_every_difference(rows):
+    one = fingerprint_of(HEAD + section(b"t", mariadb_insert(b"t", ROWS)))["a.t"]
+    assert fingerprint_of(HEAD + section(b"t", mariadb_insert(b"t", rows)))["a.t"] != one
+
+
+def test_dump_fingerprint_keys_use_the_mapped_database_names():
+    dump = HEAD.replace(b"`a`", b"`a_copy`") + section(b"we``ird", mariadb_insert(b"we``ird", ROWS))
+    assert set(fingerprint_of(dump, databases={"a_copy": "a"})) == {"a.we`ird"}
+
+
+def test_dump_fingerprint_of_a_truncated_dump_is_refused():
+    dump = HEAD + section(b"t", mariadb_insert(b"t", ROWS))
+    with pytest.raises(ValueError, match="ended inside"):
+        fingerprint_of(dump[: dump.index(b"(4,")])
+    with pytest.raises(ValueError, match="unbalanced quote"):
+        fingerprint_of(HEAD + section(b"t", mysql_insert(b"t", [b"(1,'a),(b)"])))
