@@ -445,27 +445,42 @@ class PostgresStore(ServerStore[PostgresCaptureHandle]):
         schemas = self._captured_schemas(capture)
         dump_dir = source_dir / str(capture.details.get("dump_dir", DUMP_DIR))
         db = self.config.database
-        conn = self._open_target()
-        if conn is None:
-            self._create_database(db)
-            conn = self._connect(RestoreError)
-        with conn:
-            self._refuse_non_empty(conn, schemas, replace)
-            if replace:
-                with conn.transaction():
-                    for s in schemas:
-                        conn.execute(
-                            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(s))
-                        )
-            existing = {
-                r[0]
-                for r in conn.execute(
-                    "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (schemas,)
-                )
-            }
+        # The dump's table of contents is read meanwhile (a process start, ~7 ms).
+        listing = subprocess.Popen(
+            [str(restore_tool), "--list", str(dump_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            conn = self._open_target()
+            if conn is None:
+                self._create_database(db)
+                conn = self._connect(RestoreError)
+            with conn:
+                self._refuse_non_empty(conn, schemas, replace)
+                if replace:
+                    with conn.transaction():
+                        for s in schemas:
+                            conn.execute(
+                                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                                    sql.Identifier(s)
+                                )
+                            )
+                existing = {
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (schemas,)
+                    )
+                }
+            contents = self._toc_without(listing, dump_dir, existing)
+        finally:
+            if listing.poll() is None:
+                listing.kill()
+            listing.wait()
         with private_dir("pausepoint-pg-") as tmp:
             toc = tmp / "restore.list"
-            toc.write_text(self._toc_without(restore_tool, dump_dir, existing))
+            toc.write_text(contents)
             env = self._env()
             run_tool(
                 [
@@ -492,26 +507,22 @@ class PostgresStore(ServerStore[PostgresCaptureHandle]):
                 f"create it (CREATE DATABASE) or grant CREATEDB to {self.config.user!r}"
             ) from exc
 
-    def _toc_without(self, restore_tool: Path, dump_dir: Path, schemas: set[str]) -> str:
-        """The dump's table of contents minus CREATE/COMMENT of schemas the target already has.
+    def _toc_without(self, listing: subprocess.Popen, dump_dir: Path, schemas: set[str]) -> str:
+        """The dump's table of contents (``pg_restore --list`` running as ``listing``) minus
+        CREATE/COMMENT of schemas the target already has.
 
         pg_dump writes ``CREATE SCHEMA public`` when public is selected explicitly, which fails
         on every database (it always has public); the schema's contents restore as usual.
         """
-        listing = subprocess.run(
-            [str(restore_tool), "--list", str(dump_dir)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        out, err = listing.communicate()
         if listing.returncode != 0:
             raise RestoreError(
                 f"store {self.name}: pg_restore cannot read the dump in {dump_dir}: "
-                f"{listing.stderr.strip()[-500:]}"
+                f"{err.strip()[-500:]}"
             )
         entry = re.compile(r"^\d+; \d+ \d+ (?:SCHEMA - |COMMENT - SCHEMA )(?P<name>.+) \S+$")
         kept = []
-        for line in listing.stdout.splitlines():
+        for line in out.splitlines():
             m = entry.match(line)
             if m and m.group("name") in schemas:
                 continue
