@@ -122,6 +122,57 @@ def is_post_snapshot(statement: str | None) -> bool:
     return normalized.startswith(POST_SNAPSHOT)
 
 
+def _socket_inodes(pid: int) -> set[int]:
+    """Inodes of the sockets a process holds open (Linux /proc)."""
+    fd_dir = f"/proc/{pid}/fd"
+    inodes: set[int] = set()
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return inodes
+    for name in names:
+        try:
+            target = os.readlink(f"{fd_dir}/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def client_ports(pid: int) -> set[int]:
+    """Local TCP ports of a process's connections.
+
+    The server's PROCESSLIST names a TCP client as "address:port", so this tells the dump's
+    OWN connection from every other connection of the same user: another store's dump on the
+    same server, another site's backup, a cron dump. Matching on user and statement alone once
+    let a store take another dump's open snapshot for its own and close the window early.
+    """
+    inodes = _socket_inodes(pid)
+    ports: set[int] = set()
+    if not inodes:
+        return ports
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f, None)
+                for line in f:
+                    cols = line.split()
+                    if len(cols) > 9 and int(cols[9]) in inodes:
+                        ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            continue
+    return ports
+
+
+def host_port(host: str | None) -> int | None:
+    """The client port of a PROCESSLIST HOST value ("127.0.0.1:54321"), if it has one."""
+    if not host or ":" not in host:
+        return None
+    tail = host.rsplit(":", 1)[1]
+    return int(tail) if tail.isdigit() else None
+
+
 def quote_ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
@@ -523,6 +574,8 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
         argv = [
             str(tool),
             *self._tool_args(option_path),
+            # TCP even for "localhost": the snapshot signal finds the dump by its client port.
+            "--protocol=TCP",
             "--single-transaction",
             "--skip-lock-tables",
             "--quick",
@@ -610,9 +663,11 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
     def _wait_for_snapshot(self, monitor, before: set[int], dump: ToolProcess) -> str:
         """Block until the dump's snapshot is open; return which signal said so.
 
-        A connection id that did not exist before the launch, of our user, running one of the
-        POST_SNAPSHOT statements: that is the dump, past its START TRANSACTION. INNODB_TRX is
-        not used: it is refreshed at most every 100 ms.
+        The dump's OWN connection (a new connection id whose client port is one of the dump
+        process's sockets, see ``client_ports``) running one of the POST_SNAPSHOT statements:
+        the dump is past its START TRANSACTION. When the dump's port cannot be told (no /proc,
+        a NAT between us and the server), only the dump's successful exit counts: slower, never
+        wrong. INNODB_TRX is not used: it is refreshed at most every 100 ms.
         """
         deadline = time.monotonic() + SNAPSHOT_TIMEOUT_S
         with monitor.cursor() as cur:
@@ -627,13 +682,16 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
                             f"at {self._where} failed before its snapshot opened"
                         )
                     )
+                ports = client_ports(dump.proc.pid)
                 cur.execute(
-                    "SELECT ID, INFO FROM information_schema.PROCESSLIST "
+                    "SELECT ID, HOST, INFO FROM information_schema.PROCESSLIST "
                     "WHERE USER = %s AND INFO IS NOT NULL AND ID <> CONNECTION_ID()",
                     (self.config.user,),
                 )
-                for conn_id, info in cur.fetchall():
-                    if conn_id not in before and is_post_snapshot(info):
+                for conn_id, host, info in cur.fetchall():
+                    if conn_id in before or host_port(host) not in ports:
+                        continue  # not our dump: another connection of the same user
+                    if is_post_snapshot(info):
                         return f"processlist: {' '.join(info.split())[:60]}"
                 if time.monotonic() > deadline:
                     raise CaptureError(
