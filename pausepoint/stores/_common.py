@@ -290,6 +290,22 @@ F_GETPIPE_SZ = 1032
 PIPE_MAX = 16 << 20
 
 
+def enlarge_pipe(fd: int) -> int:
+    """Make a pipe as large as allowed (up to PIPE_MAX; 1 MiB, /proc/sys/fs/pipe-max-size, for
+    users without CAP_SYS_RESOURCE); returns its size, 0 if unknown. A tool reading a 64 KiB
+    pipe that we fill runs slower than on a file: `mariadb < dump` of 100 MB, medians of 3,
+    1.64 s from the file, 1.72 s through a 64 KiB pipe, 1.66 s through a 1 MiB one."""
+    for size in (PIPE_MAX, CHUNK):
+        try:
+            return fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+        except (OSError, ValueError):
+            continue
+    try:
+        return fcntl.fcntl(fd, F_GETPIPE_SZ)
+    except OSError:
+        return 0
+
+
 def read_pipe(source: IO[bytes], sink: Callable[[memoryview], None]) -> int:
     """Read a pipe to its end in blocks of up to CHUNK, handing each to ``sink`` (the view is
     reused: copy what you keep). Returns the number of bytes read.
@@ -303,17 +319,7 @@ def read_pipe(source: IO[bytes], sink: Callable[[memoryview], None]) -> int:
     lost its core for a moment; the wait needs a pipe of at least 1 MiB.
     """
     fd = source.fileno()
-    for size in (PIPE_MAX, CHUNK):
-        try:
-            fcntl.fcntl(fd, F_SETPIPE_SZ, size)
-            break
-        except (OSError, ValueError):
-            continue
-    try:
-        pipe_size = fcntl.fcntl(fd, F_GETPIPE_SZ)
-    except OSError:
-        pipe_size = 0
-    short = CHUNK // 4 if pipe_size >= CHUNK else 0
+    short = CHUNK // 4 if enlarge_pipe(fd) >= CHUNK else 0
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     total = 0
