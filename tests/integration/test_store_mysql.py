@@ -430,3 +430,11 @@ def test_fingerprint_of_a_capture_matches_its_restore_for_every_type(mysql_serve
     target.restore(result, tmp_path / "cap", replace=False)
     assert target.fingerprint() == result.fingerprint
     assert target.fingerprint([f"{db}.typed"]) == {f"{db}.typed": result.fingerprint[f"{db}.typed"]}
+
+
+def test_connections_share_one_tls_context(mysql_server, dbs):
+    """PyMySQL would load the CA certificates on every connect (~17 ms, inside the pause)."""
+    store = make_store(mysql_server, dbs)
+    with store._connect(StoreCheckError) as one, store._connect(StoreCheckError) as two:
+        assert one.ctx is two.ctx is not None
+        assert not one._ssl_required  # still PREFERRED: TLS when the server offers it
