@@ -36,7 +36,9 @@ def test_open_capture_ignores_another_stores_dump_of_the_same_user(
             cur.execute(f"INSERT INTO {db}.t VALUES (1)")
         # B's dump runs long enough to be seen in the process list while A waits.
         cur.execute(f"CREATE TABLE {b_db}.big (id BIGINT PRIMARY KEY, v TEXT) ENGINE=InnoDB")
-        cur.execute(f"INSERT INTO {b_db}.big SELECT seq, REPEAT('x', 500) FROM {b_db}.seq_1_to_100000")
+        cur.execute(
+            f"INSERT INTO {b_db}.big SELECT seq, REPEAT('x', 500) FROM {b_db}.seq_1_to_100000"
+        )
 
     slow = tmp_path / "slowbin"
     slow.mkdir()
