@@ -43,8 +43,14 @@ class AdminCallError(Exception):
 class AdminClient(Protocol):
     """Calls on single nodes. Implementations are thread-safe; window.py fans out in parallel."""
 
-    def pause(self, target: Target, *, wait_outstanding: bool, max_pause_wait_ms: int | None,
-              timeout_s: float) -> None: ...
+    def pause(
+        self,
+        target: Target,
+        *,
+        wait_outstanding: bool,
+        max_pause_wait_ms: int | None,
+        timeout_s: float,
+    ) -> None: ...
 
     def unpause(self, target: Target, *, timeout_s: float) -> None: ...
 
