@@ -3,7 +3,7 @@
 - tools: find a program (config ``bin_dir`` or PATH) or say which Debian package installs it
 - processes: start a tool with secrets kept out of argv, keep a tail of its stderr for errors
 - streaming: a tool's stdout into a (compressed) artifact, hashed on the way; a file
-  into a tool's stdin by sendfile
+  or a stream into a tool's stdin, in bursts
 - artifacts: sha256 of files (parallel), verification before a restore
 - progress: a thread that reports bytes written so far
 - fingerprints: per-row hash sums (in SQL or over rows read here), folded into one hex value
@@ -12,17 +12,21 @@
 
 from __future__ import annotations
 
+import array
 import collections
 import contextlib
+import errno
 import fcntl
 import hashlib
 import operator
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
 import tempfile
+import termios
 import threading
 import time
 import zlib
@@ -331,19 +335,54 @@ def read_pipe(source: IO[bytes], sink: Callable[[memoryview], None]) -> int:
     return total
 
 
-def send_file(out_fd: int, in_fd: int, start: int, end: int) -> None:
-    """Copy bytes start..end of file ``in_fd`` to ``out_fd`` (a pipe) in the kernel."""
-    while start < end:
-        sent = os.sendfile(out_fd, in_fd, start, min(end - start, 1 << 30))
-        if sent == 0:
-            raise OSError(f"sendfile made no progress at byte {start} of {end}")
-        start += sent
+class PipeWriter:
+    """Feeds a pipe that a tool reads (the dump into ``mariadb``), in bursts.
 
+    A client reading its input 4 KiB at a time from a full pipe wakes the writer on every read
+    to refill one page: ~250k wake-ups per GB. Refilling only once the pipe is down to a
+    quarter keeps the tool as fast as when it reads a file. Measured, `mariadb db` loading a
+    100 MB dump, medians of 5: from the file 1.37 s; through a 1 MiB pipe written as fast as it
+    drains 1.49 s; in bursts 1.37 s. Without a pipe of at least 1 MiB, or without FIONREAD,
+    it writes as the pipe takes it.
+    """
 
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.size = enlarge_pipe(fd)
+        self._errors = select.poll()
+        self._errors.register(fd, select.POLLERR)
+        self.paced = self.size >= CHUNK and self._unread() is not None
+
+    def _unread(self) -> int | None:
+        count = array.array("i", [0])
+        try:
+            fcntl.ioctl(self.fd, termios.FIONREAD, count)
+        except OSError:
+            return None
+        return count[0]
+
+    def _room(self) -> int:
+        """Wait until the reader has drained the pipe to a quarter; the free space then."""
+        if not self.paced:
+            return CHUNK
+        while (unread := self._unread() or 0) > self.size // 4:
+            if self._errors.poll(0):  # POLLERR: the reader is gone
+                raise BrokenPipeError(errno.EPIPE, "the reading end of the pipe closed")
+            time.sleep(0.001)
+        return self.size - unread
+
+    def send_file(self, in_fd: int, start: int, end: int) -> None:
+        """Bytes start..end of file ``in_fd``, copied by the kernel (sendfile)."""
+        while start < end:
+            sent = os.sendfile(self.fd, in_fd, start, min(end - start, self._room()))
+            if sent == 0:
+                raise OSError(f"sendfile made no progress at byte {start} of {end}")
+            start += sent
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view[: self._room()]) :]
 
 
 class PipeToFile:

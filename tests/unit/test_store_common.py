@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import subprocess
 import sys
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ import pytest
 from pausepoint.errors import CaptureError, CorruptArtifactError, ToolMissingError
 from pausepoint.stores._common import (
     PipeToFile,
+    PipeWriter,
     ToolProcess,
     find_tool,
     fold_row_hashes,
@@ -137,3 +139,37 @@ def test_pipe_to_file_taps_the_uncompressed_stream_and_survives_a_failing_tap(tm
     sink = run(failing)
     assert isinstance(sink.tap_error, ValueError) and sink.error is None
     assert sink.bytes_in == len(payload)  # the copy went on without the tap
+
+
+def test_pipe_writer_delivers_file_ranges_and_bytes_to_a_slow_reader(tmp_path):
+    source = tmp_path / "src"
+    payload = os.urandom(3_000_000)
+    source.write_bytes(payload)
+    out = tmp_path / "out"
+    # A reader that takes small bites, like a client reading 4 KiB at a time.
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import sys,shutil; shutil.copyfileobj(sys.stdin.buffer, "
+         f"open({str(out)!r}, 'wb'), 4096)"],
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    assert reader.stdin is not None
+    pipe = PipeWriter(reader.stdin.fileno())
+    with open(source, "rb") as f:
+        pipe.send_file(f.fileno(), 0, 1_000_000)
+        pipe.write(b"--edited--")
+        pipe.send_file(f.fileno(), 1_000_010, len(payload))
+    reader.stdin.close()
+    assert reader.wait() == 0
+    assert out.read_bytes() == payload[:1_000_000] + b"--edited--" + payload[1_000_010:]
+
+
+def test_pipe_writer_raises_when_the_reader_is_gone(tmp_path):
+    reader = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.buffer.read(10)"],
+                              stdin=subprocess.PIPE)  # fmt: skip
+    assert reader.stdin is not None
+    pipe = PipeWriter(reader.stdin.fileno())
+    with pytest.raises(BrokenPipeError):
+        for _ in range(100):  # 100 MB: far more than the pipe holds
+            pipe.write(b"x" * 1_000_000)
+    reader.stdin.close()
+    reader.wait()
