@@ -158,7 +158,7 @@ def main() -> int:
         )
         return 0 if ok else 1
     finally:
-        if app is not None and not app._stop.is_set():
+        if app is not None:
             app.stop()
         for cluster in (ledger, auditor):
             if cluster is not None:

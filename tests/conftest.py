@@ -41,30 +41,28 @@ def servers_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def pg_server(servers_dir: Path) -> Iterator[servers.PostgresServer]:
-    """A private PostgreSQL (superuser `postgres`, password servers.PASSWORD) on a free port."""
+def _serve(start, directory: Path):
+    """Start one private server for the session, skip/fail when unavailable, stop at the end."""
     try:
-        server = servers.start_postgres(servers_dir / "postgres")
+        server = start(directory)
     except servers.ServerUnavailable as exc:
         _unavailable(str(exc))
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server(servers_dir: Path) -> Iterator[servers.PostgresServer]:
+    """A private PostgreSQL (superuser `postgres`, password servers.PASSWORD) on a free port."""
+    yield from _serve(servers.start_postgres, servers_dir / "postgres")
 
 
 @pytest.fixture(scope="session")
 def mysql_server(servers_dir: Path) -> Iterator[servers.MysqlServer]:
     """A private MariaDB (user `root`, password servers.PASSWORD) on a free port."""
-    try:
-        server = servers.start_mariadb(servers_dir / "mariadb")
-    except servers.ServerUnavailable as exc:
-        _unavailable(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(servers.start_mariadb, servers_dir / "mariadb")
 
 
 # --- ScalarDL Ledger harness (harness/ledger.py) ----------------------------------------------

@@ -158,6 +158,9 @@ class BankApp:
         return self
 
     def stop(self) -> None:
+        """Stop the writers and re-raise the first writer error; a second call does nothing."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         for t in self._threads:
             t.join(timeout=30)
