@@ -99,10 +99,11 @@ def flow_backup(site_file: Path) -> dict:
     """One run of the real backup flow; the restore point's figures; the point is deleted."""
     from flows.backup import backup
     from pausepoint.catalog import open_catalog
+    from pausepoint.requests import BackupRequest
     from pausepoint.site import load_site
 
     t0 = time.monotonic()
-    point_id = backup(site_file=str(site_file))
+    point_id = backup(BackupRequest(site_file=str(site_file)))
     wall_s = time.monotonic() - t0
     site = load_site(site_file)
     catalog = open_catalog(site.catalog)

@@ -19,6 +19,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from pausepoint.requests import BackupRequest, RestoreRequest
+
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "var" / "demo"
 
@@ -112,7 +114,7 @@ def main() -> int:
         from pausepoint.report import restore_point_markdown
         from pausepoint.site import load_site
 
-        point_id = backup(site_file=str(site_file))
+        point_id = backup(BackupRequest(site_file=str(site_file)))
         time.sleep(2)
         app.stop()
         site = load_site(site_file)
@@ -132,9 +134,12 @@ def main() -> int:
         from flows.restore import restore
 
         result = restore(
-            site_file=str(site_file),
-            point_id=point_id,
-            target_file=str(ROOT / "demo" / "target.yaml"),
+            RestoreRequest(
+                site_file=str(site_file),
+                point_id=point_id,
+                confirm=point_id,
+                target_file=str(ROOT / "demo" / "target.yaml"),
+            )
         )
         for name, ok, detail in result["checks"]:
             print(f"    {'PASS' if ok else 'FAIL'}  {name}: {detail}")

@@ -25,6 +25,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from pausepoint.backup import BackupRun
 from pausepoint.errors import CaptureError, most_severe
+from pausepoint.requests import BackupRequest
 from tasks.backup_steps import (
     begin_point,
     check_nodes,
@@ -105,12 +106,14 @@ def _window(run: BackupRun, hold: int) -> list[BaseException]:
     # Window steps wait in their threads for their signal: never let the pool run short.
     task_runner=ThreadPoolTaskRunner(max_workers=128),
 )
-def backup(site_file: str) -> str:
-    """Back up the site described by ``site_file``; returns the restore point id."""
+def backup(request: BackupRequest) -> str:
+    """Back up the site of ``request.site_file``; returns the restore point id."""
     logger = get_run_logger()
-    site = load_site(site_file)
+    site = load_site(request.site_file)
     client, resolver, catalog = connect(site)
-    run = BackupRun.prepare(site, catalog, client, resolver, flow_run_id=flow_run.get_id())
+    run = BackupRun.prepare(
+        site, catalog, client, resolver, flow_run_id=flow_run.get_id(), labels=request.labels
+    )
     try:
         _preflight(run)
         hold = derive_hold(run)

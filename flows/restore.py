@@ -14,6 +14,7 @@ from prefect import flow
 
 from flows.backup import _results
 from pausepoint.errors import most_severe
+from pausepoint.requests import RestoreRequest
 from pausepoint.restore import RestoreRun, load_target
 from tasks.reporting import publish_restore_report
 from tasks.restore_steps import (
@@ -27,13 +28,12 @@ from tasks.site_steps import connect, load_site
 
 
 @flow(name="restore", description="Restore Ledger and Auditor of a site to one restore point.")
-def restore(
-    site_file: str, point_id: str, target_file: str | None = None, replace: bool = False
-) -> dict:
-    """Restore ``point_id``; returns the checks that ran, each with its result."""
-    site = load_site(site_file)
-    target = load_target(target_file)
-    if replace:
+def restore(request: RestoreRequest) -> dict:
+    """Restore ``request.point_id``; returns the checks that ran, each with its result."""
+    site = load_site(request.site_file)
+    target = load_target(request.target_file)
+    point_id = request.point_id
+    if request.replace:
         target = target.model_copy(update={"replace": True})
     client, resolver, catalog = connect(site)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from prefect import flow
 
 from pausepoint.errors import most_severe
+from pausepoint.requests import WatchdogRequest
 from tasks.site_steps import connect, load_site
 from tasks.watchdog_steps import announce_orphaned, close_orphaned_leases
 
@@ -20,9 +21,9 @@ from tasks.watchdog_steps import announce_orphaned, close_orphaned_leases
     name="watchdog",
     description="Unpause the nodes a dead backup run left paused (expired leases); announce it.",
 )
-def watchdog(site_file: str) -> dict:
+def watchdog(request: WatchdogRequest) -> dict:
     """Close the site's orphaned leases; returns what was done (see WatchdogReport.to_dict)."""
-    site = load_site(site_file)
+    site = load_site(request.site_file)
     client, _, catalog = connect(site)
     try:
         report = close_orphaned_leases(site, catalog, client)

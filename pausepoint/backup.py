@@ -86,6 +86,7 @@ class BackupRun:
     client: AdminClient | None
     resolver: SecretResolver
     flow_run_id: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
     slots: list[StoreSlot] = field(default_factory=list)
     session: PauseSession | None = None
     pending: PendingPoint | None = None
@@ -112,9 +113,15 @@ class BackupRun:
         client: AdminClient | None,
         resolver: SecretResolver,
         flow_run_id: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> BackupRun:
         run = cls(
-            site=site, catalog=catalog, client=client, resolver=resolver, flow_run_id=flow_run_id
+            site=site,
+            catalog=catalog,
+            client=client,
+            resolver=resolver,
+            flow_run_id=flow_run_id,
+            labels=dict(labels or {}),
         )
         run.slots = [StoreSlot(comp, open_store(cfg, resolver)) for comp, cfg in site.stores()]
         return run
@@ -392,6 +399,7 @@ class BackupRun:
             site=self.site.site,
             created_at=datetime.now(UTC),
             flow_run_id=self.flow_run_id,
+            labels=self.labels,
             pausepoint_version=version("pausepoint"),
             window=window,
             clock=self.clock.to_record() if self.clock else None,

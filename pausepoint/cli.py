@@ -120,19 +120,27 @@ def run(argv: Sequence[str] | None = None) -> int:
         from flows.backup import backup
         from pausepoint.catalog import open_catalog
         from pausepoint.report import restore_point_markdown
+        from pausepoint.requests import BackupRequest
 
-        point_id = backup(site_file=args.site)
+        point_id = backup(BackupRequest(site_file=args.site))
         print(restore_point_markdown(open_catalog(site.catalog).get_point(site.site, point_id)))
         print(f"\nrestore point: {point_id}")
         return 0
     if args.command == "restore":
         from flows.restore import restore
+        from pausepoint.requests import RestoreRequest, parse_request
         from pausepoint.restore import load_target
 
         load_target(args.target)
-        result = restore(
-            site_file=args.site, point_id=args.point, target_file=args.target, replace=args.replace
+        request = parse_request(
+            RestoreRequest,
+            site_file=args.site,
+            point_id=args.point,
+            confirm=args.point,  # naming the point on the command line is the confirmation
+            target_file=args.target,
+            replace=args.replace,
         )
+        result = restore(request)
         for name, ok, detail in result["checks"]:
             print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
         print(f"\nrestored point {result['point']}")
@@ -143,8 +151,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _unpause(site)
     if args.command == "watchdog":
         from flows.watchdog import watchdog
+        from pausepoint.requests import WatchdogRequest
 
-        report = watchdog(site_file=args.site)
+        report = watchdog(WatchdogRequest(site_file=args.site))
         for broken in report["broken"]:
             print(f"lease of run {broken['run_id']} broken: {broken['reason']}")
         for run_id, why in report["waiting"].items():

@@ -79,6 +79,7 @@ class RestorePoint(BaseModel):
     site: str
     created_at: datetime
     flow_run_id: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)  # given by whoever asked for the backup
     pausepoint_version: str
     window: PauseWindowRecord
     clock: ClockBoundRecord | None = None

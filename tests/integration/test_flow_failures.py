@@ -28,6 +28,7 @@ from pausepoint.errors import (
     TargetNotEmptyError,
     ToolMissingError,
 )
+from pausepoint.requests import BackupRequest, RestoreRequest
 from pausepoint.site import load_site
 from tests.support.sites import MY_ENV
 from tests.support.small_site import pause_calls
@@ -42,7 +43,7 @@ def test_backup_node_unreachable_at_preflight_pauses_nothing(small_site):
     dead = small_site.ledger.servers[1]
     dead.stop()
     with pytest.raises(PreflightError) as e:
-        backup(site_file=str(small_site.path))
+        backup(BackupRequest(site_file=str(small_site.path)))
     assert f"ledger/{dead.target}" in str(e.value)
     assert "Nothing was paused" in str(e.value)
     assert pause_calls(small_site) == 0
@@ -54,7 +55,7 @@ def test_backup_node_fails_pause_rolls_back_partial_pause(small_site):
     bad = small_site.auditor.servers[0]
     bad.refuse_with = Reason.UNAVAILABLE  # reachable at preflight, then Pause fails
     with pytest.raises(PauseError) as e:
-        backup(site_file=str(small_site.path))
+        backup(BackupRequest(site_file=str(small_site.path)))
     assert f"auditor/{bad.target}: UNAVAILABLE" in str(e.value)
     assert "being unpaused" in str(e.value)
     # the two ledger nodes were paused and must have been unpaused again
@@ -68,7 +69,7 @@ def test_backup_node_already_paused_refuses_and_leaves_that_pause(small_site):
     owned = small_site.ledger.servers[0]
     owned.gate.pause(wait_outstanding=True, max_wait_ms=1000)  # someone else's pause
     with pytest.raises(NodeAlreadyPausedError) as e:
-        backup(site_file=str(small_site.path))
+        backup(BackupRequest(site_file=str(small_site.path)))
     assert f"ledger/{owned.target} already report PAUSED" in str(e.value)
     assert owned.gate.check_paused(), "pausepoint must not revoke another caller's pause"
     assert pause_calls(small_site) == 0 and owned.calls.get("Unpause", 0) == 0
@@ -80,7 +81,7 @@ def test_backup_timed_out_still_paused_never_unpauses_that_node(small_site):
     node = small_site.ledger.servers[1]
     node.refuse_with = Reason.TIMED_OUT_STILL_PAUSED
     with pytest.raises(PauseStillPausedError) as e:
-        backup(site_file=str(small_site.path))
+        backup(BackupRequest(site_file=str(small_site.path)))
     assert "EARLIER pause that another caller owns" in str(e.value)
     assert node.calls.get("Unpause", 0) == 0
     others = [s for s in small_site.servers if s is not node]
@@ -91,7 +92,7 @@ def test_backup_timed_out_still_paused_never_unpauses_that_node(small_site):
 def test_backup_wrong_database_password_caught_before_any_pause(small_site, monkeypatch):
     monkeypatch.setenv(MY_ENV, "not-the-password")
     with pytest.raises(StoreCheckError) as e:
-        backup(site_file=str(small_site.path))
+        backup(BackupRequest(site_file=str(small_site.path)))
     msg = str(e.value)
     assert "ledger-s-my" in msg and "not-the-password" not in msg
     assert "password" in msg.lower()
@@ -104,7 +105,7 @@ def test_backup_missing_pg_dump_caught_before_any_pause(small_site, tmp_path):
     empty.mkdir()
     small_site.edit(lambda d: d["auditor"]["stores"][0].update(bin_dir=str(empty)))
     with pytest.raises(ToolMissingError) as e:
-        backup(site_file=str(small_site.path))
+        backup(BackupRequest(site_file=str(small_site.path)))
     assert "pg_dump" in str(e.value)
     assert pause_calls(small_site) == 0
     small_site.assert_nothing_paused_or_registered()
@@ -113,7 +114,7 @@ def test_backup_missing_pg_dump_caught_before_any_pause(small_site, tmp_path):
 def test_backup_malformed_site_file_names_the_problem(small_site):
     small_site.edit(lambda d: d["ledger"]["targets"].update(static=["nohost"]))
     with pytest.raises(ConfigError, match=r"ledger\.targets\.static"):
-        backup(site_file=str(small_site.path))
+        backup(BackupRequest(site_file=str(small_site.path)))
     assert pause_calls(small_site) == 0
 
 
@@ -122,7 +123,7 @@ def test_backup_malformed_site_file_names_the_problem(small_site):
 
 @pytest.fixture
 def backed_up(small_site):
-    point_id = backup(site_file=str(small_site.path))
+    point_id = backup(BackupRequest(site_file=str(small_site.path)))
     site = load_site(small_site.path)
     return small_site, point_id, open_catalog(site.catalog), site
 
@@ -135,7 +136,13 @@ def restore_elsewhere(small_site, point_id, tmp_path, replace=False):
         )
     )
     return restore(
-        site_file=str(small_site.path), point_id=point_id, target_file=str(target), replace=replace
+        RestoreRequest(
+            site_file=str(small_site.path),
+            point_id=point_id,
+            confirm=point_id,
+            target_file=str(target),
+            replace=replace,
+        )
     )
 
 

@@ -27,6 +27,7 @@ from pausepoint.catalog import Catalog, Lease, open_catalog
 from pausepoint.catalog.lease import HEARTBEAT_MISSES
 from pausepoint.cli import run
 from pausepoint.errors import LeaseError
+from pausepoint.requests import BackupRequest, WatchdogRequest
 from pausepoint.site import load_site
 from tasks.watchdog_steps import flow_run_alive
 from tests.support.small_site import SmallSite, pause_calls
@@ -50,7 +51,7 @@ def expected_nodes(small_site: SmallSite) -> list[str]:
 
 
 def test_backup_releases_its_lease_after_a_normal_run(small_site):
-    point_id = backup(site_file=str(small_site.path))
+    point_id = backup(BackupRequest(site_file=str(small_site.path)))
     site, catalog = site_catalog(small_site)
     point = catalog.get_point(site, point_id)
     [lease] = catalog.list_leases(site)
@@ -71,7 +72,7 @@ def test_backup_lease_cannot_be_written_pauses_nothing(small_site):
     leases.parent.mkdir(parents=True, exist_ok=True)
     leases.write_text("a file where the leases directory should be")
     with pytest.raises(LeaseError) as e:
-        backup(site_file=str(small_site.path))
+        backup(BackupRequest(site_file=str(small_site.path)))
     assert "Nothing was paused" in str(e.value)
     for node in expected_nodes(small_site):
         assert node in str(e.value)
@@ -81,7 +82,7 @@ def test_backup_lease_cannot_be_written_pauses_nothing(small_site):
 
 def _start_backup_process(small_site: SmallSite, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
-    code = "import sys; from flows.backup import backup; backup(site_file=sys.argv[1])"
+    code = "import sys; from flows.backup import backup; backup({'site_file': sys.argv[1]})"
     with log.open("wb") as out:
         # A session of its own: SIGKILL to its process group also kills the dump tools it runs.
         return subprocess.Popen(
@@ -148,7 +149,7 @@ def test_backup_killed_in_its_window_is_unpaused_by_the_watchdog_after_the_deadl
     assert flow_run_alive(lease.run_id)
 
     # Before the deadline the watchdog leaves the lease and its nodes alone.
-    report = watchdog(site_file=str(small_site.path))
+    report = watchdog(WatchdogRequest(site_file=str(small_site.path)))
     if datetime.now(UTC) < lease.deadline:
         assert report["broken"] == [] and lease.run_id in report["waiting"]
         assert all(s.gate.check_paused() for s in small_site.servers)
@@ -158,7 +159,7 @@ def test_backup_killed_in_its_window_is_unpaused_by_the_watchdog_after_the_deadl
     assert lease.heartbeat_at is not None and lease.heartbeat_s is not None
     gone_at = lease.heartbeat_at + timedelta(seconds=HEARTBEAT_MISSES * lease.heartbeat_s)
     _sleep_until(max(lease.deadline, gone_at) + timedelta(milliseconds=200))
-    report = watchdog(site_file=str(small_site.path))
+    report = watchdog(WatchdogRequest(site_file=str(small_site.path)))
     unpaused_at = datetime.now(UTC)
 
     assert [s.target for s in small_site.servers if s.gate.check_paused()] == []

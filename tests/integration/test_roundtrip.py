@@ -15,6 +15,7 @@ import yaml
 from flows.backup import backup
 from flows.restore import restore
 from pausepoint.catalog import open_catalog
+from pausepoint.requests import BackupRequest, RestoreRequest
 from pausepoint.site import load_site
 from tests.support.bank_app import BankApp, check_consistent, create_schema
 from tests.support.gate_server import start_gate_cluster
@@ -70,7 +71,7 @@ def test_backup_under_load_restores_exactly_the_paused_state(
         ).start()
         try:
             app.wait_for_acks(40)
-            point_id = backup(site_file=str(site_file))
+            point_id = backup(BackupRequest(site_file=str(site_file)))
             acked_at_backup = len(app.acks)
             app.wait_for_acks(acked_at_backup + 40)  # writes go on after the unpause
         finally:
@@ -87,7 +88,14 @@ def test_backup_under_load_restores_exactly_the_paused_state(
     target_file.write_text(
         yaml.safe_dump({"stores": {db.store_name: db.restore_override for db in dbs.all()}})
     )
-    result = restore(site_file=str(site_file), point_id=point_id, target_file=str(target_file))
+    result = restore(
+        RestoreRequest(
+            site_file=str(site_file),
+            point_id=point_id,
+            confirm=point_id,
+            target_file=str(target_file),
+        )
+    )
     assert all(ok for _, ok, _ in result["checks"]), result["checks"]
 
     # What a person sees in the Prefect UI: the restore point and the restore report.
