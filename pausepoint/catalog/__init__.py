@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pausepoint.catalog.base import Catalog, PendingPoint
+from pausepoint.catalog.drills import DrillCheck, DrillRecord
 from pausepoint.catalog.driver import CatalogDriver, FileInfo
 from pausepoint.catalog.lease import Lease, LeaseState
 from pausepoint.catalog.local import LocalDriver
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Catalog",
     "CatalogDriver",
+    "DrillCheck",
+    "DrillRecord",
     "FileInfo",
     "Lease",
     "LeaseState",

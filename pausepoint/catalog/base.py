@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pausepoint.catalog import layout
+from pausepoint.catalog.drills import DrillRecord, dump_drill, parse_drill
 from pausepoint.catalog.driver import CatalogDriver
 from pausepoint.catalog.lease import Lease, LeaseState, dump_lease, parse_lease
 from pausepoint.catalog.manifest import RestorePoint, dump_manifest, parse_manifest
@@ -256,13 +257,17 @@ class Catalog:
     # --- removing ---------------------------------------------------------------------------
 
     def sweep_orphans(
-        self, site: str, older_than: timedelta = timedelta(hours=24), now: datetime | None = None
+        self,
+        site: str,
+        older_than: timedelta = timedelta(hours=24),
+        now: datetime | None = None,
+        dry_run: bool = False,
     ) -> list[Path]:
         """Delete point directories without a manifest that have been idle for ``older_than``.
 
         Idle means: neither the id's start time nor any file in it is newer. A backup still
         copying keeps writing, so make ``older_than`` longer than the slowest capture's pauses.
-        Returns the directories removed.
+        Returns the directories removed (with ``dry_run``: those it would remove, untouched).
         """
         now = now or datetime.now(UTC)
         swept: list[Path] = []
@@ -278,6 +283,9 @@ class Catalog:
             if self.driver.exists(layout.manifest_key(site, point_id)):
                 continue
             path = self.point_dir(site, point_id)
+            if dry_run:
+                swept.append(path)
+                continue
             self.driver.delete_prefix(key)
             log.info(
                 "swept unfinished restore point %s of site %s (idle since %s)",
@@ -294,6 +302,41 @@ class Catalog:
         self.get_point(site, point_id)  # RestorePointNotFoundError with the ids that exist
         self.driver.delete(layout.manifest_key(site, point_id))
         self.driver.delete_prefix(layout.point_key(site, point_id))
+
+    # --- drills -----------------------------------------------------------------------------
+
+    def record_drill(self, record: DrillRecord) -> str:
+        """Write one drill's result under the point it drilled (atomically); returns where."""
+        self.get_point(record.site, record.point_id)  # never recreate a deleted point's directory
+        key = layout.drill_key(record.site, record.point_id, record.started_at)
+        self.driver.write_atomic(key, dump_drill(record))
+        return self.driver.location(key)
+
+    def list_drills(self, site: str, point_id: str) -> list[DrillRecord]:
+        """Every drill of a point, newest first. A damaged record raises CatalogError naming it."""
+        prefix = layout.drills_prefix(site, point_id)
+        drills = []
+        for info in self.driver.list_files(prefix):
+            name = info.key.removeprefix(prefix + "/")
+            if not layout.is_drill_name(name):
+                continue  # a temp file of an atomic write, or not ours
+            where = self.driver.location(info.key)
+            try:
+                record = parse_drill(self.driver.read_bytes(info.key), where)
+            except FileNotFoundError:
+                continue  # deleted with its point while we listed
+            if (record.site, record.point_id) != (site, point_id):
+                raise CatalogError(
+                    f"drill record {where} belongs to point {record.point_id} of site "
+                    f"{record.site!r}: it was copied or moved; put it back under its own point"
+                )
+            drills.append(record)
+        return sorted(drills, key=lambda d: (d.started_at, d.finished_at), reverse=True)
+
+    def latest_drill(self, site: str, point_id: str) -> DrillRecord | None:
+        """The newest drill of a point; its ``passed`` says whether the point is verified."""
+        drills = self.list_drills(site, point_id)
+        return drills[0] if drills else None
 
     # --- leases -----------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ Keys are '/'-separated and relative to the catalog's root, the same for every dr
 
     <site>/points/<point id>/manifest.json                  the finish marker, written last
     <site>/points/<point id>/<component>/<store>/<artifact>  what one store captured
+    <site>/points/<point id>/drills/<UTC time>.json         one drill (test restore) of the point
     <site>/leases/<run id>.json                             which nodes a run paused, until when
 
 Point ids are ``20261128T003119Z-3f9a``: the UTC second the backup began (so ids sort by time)
@@ -20,10 +21,13 @@ from pathlib import PurePosixPath
 from pausepoint.errors import CatalogError, RestorePointNotFoundError
 
 MANIFEST = "manifest.json"
+DRILLS = "drills"  # never a component name: components are ledger and auditor
 
 _POINT_ID = re.compile(r"^(?P<time>\d{8}T\d{6}Z)-(?P<suffix>[0-9a-f]{4})$")
 _ID_TIME = "%Y%m%dT%H%M%SZ"
 _SITE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # as pausepoint.site.Site.site
+_DRILL_TIME = "%Y%m%dT%H%M%S.%fZ"  # microseconds: two drills in one second do not collide
+_DRILL_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z\.json$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -107,3 +111,17 @@ def leases_prefix(site: str) -> str:
 
 def lease_key(site: str, run_id: str) -> str:
     return f"{leases_prefix(site)}/{check_segment('run id', run_id)}.json"
+
+
+def drills_prefix(site: str, point_id: str) -> str:
+    return f"{point_key(site, point_id)}/{DRILLS}"
+
+
+def drill_key(site: str, point_id: str, started_at: datetime) -> str:
+    name = started_at.astimezone(UTC).strftime(_DRILL_TIME)
+    return f"{drills_prefix(site, point_id)}/{name}.json"
+
+
+def is_drill_name(name: str) -> bool:
+    """A drill record's file name (not a temp file of an atomic write, not anything else)."""
+    return _DRILL_NAME.match(name) is not None
