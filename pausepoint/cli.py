@@ -51,6 +51,29 @@ def _parser() -> argparse.ArgumentParser:
         "PREFECT_API_URL; without it a run counts as gone once its lease expired.",
     )
     w.add_argument("--site", required=True)
+
+    pr = sub.add_parser(
+        "prune",
+        help="delete old restore points by retention; sweep what failed runs left",
+        description="Keep the newest N points and the newest point of each of the last D days "
+        "(UTC); never the newest point nor the newest verified point (latest drill passed). "
+        "Unfinished points idle for 24 h are swept.",
+    )
+    pr.add_argument("--site", required=True)
+    pr.add_argument("--keep-last", type=int, help="keep the newest N points (default 7)")
+    pr.add_argument(
+        "--keep-daily-days", type=int, help="keep one a day for the last D days (default 30)"
+    )
+    pr.add_argument("--dry-run", action="store_true", help="report only; delete nothing")
+
+    dr = sub.add_parser(
+        "drill",
+        help="restore the newest point into scratch databases and verify it",
+        description="The scratch databases named by --target are REPLACED; a target that is "
+        "any database of the site is refused. The result is recorded under the point.",
+    )
+    dr.add_argument("--site", required=True)
+    dr.add_argument("--target", required=True, help="restore target file of scratch databases")
     return p
 
 
@@ -75,7 +98,16 @@ def _points(args: argparse.Namespace, site: Site) -> int:
             )
         return 0
     point = catalog.get_point(site.site, args.point)
-    print(point.model_dump_json(indent=2) if args.json else restore_point_markdown(point))
+    if args.json:
+        print(point.model_dump_json(indent=2))
+        return 0
+    from pausepoint.drill import drills_summary
+
+    print(restore_point_markdown(point))
+    drills = drills_summary(catalog.list_drills(site.site, point.id))
+    print("\nDrills (newest first):" if drills else "\nDrills: none yet (`pausepoint drill`)")
+    for line in drills:
+        print(f"- {line}")
     return 0
 
 
@@ -160,7 +192,50 @@ def run(argv: Sequence[str] | None = None) -> int:
             print(f"lease of run {run_id} left active: {why}")
         print(f"site {site.site}: {len(report['broken'])} orphaned lease(s) closed")
         return 0
+    if args.command == "prune":
+        return _prune(args)
+    if args.command == "drill":
+        return _drill(args)
     raise AssertionError(args.command)
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from flows.prune import prune
+    from pausepoint.requests import PruneRequest, parse_request
+
+    given = {"keep_last": args.keep_last, "keep_daily_days": args.keep_daily_days}
+    request = parse_request(
+        PruneRequest,
+        site_file=args.site,
+        dry_run=args.dry_run,
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    report = prune(request)
+    verb = "would delete" if report["dry_run"] else "deleted"
+    for point_id, why in report["kept"].items():
+        print(f"keep    {point_id}  {'; '.join(why)}")
+    for point_id, why in report["deleted"].items():
+        print(f"{verb:7} {point_id}  {'; '.join(why)}")
+    for path in report["swept"]:
+        print(f"{'would sweep' if report['dry_run'] else 'swept'} {path}")
+    print(
+        f"\nsite {report['site']}: kept {len(report['kept'])}, {verb} {len(report['deleted'])}, "
+        f"{'would sweep' if report['dry_run'] else 'swept'} {len(report['swept'])} unfinished"
+    )
+    return 0
+
+
+def _drill(args: argparse.Namespace) -> int:
+    from flows.drill import drill
+    from pausepoint.requests import DrillRequest, parse_request
+    from pausepoint.restore import load_target
+
+    load_target(args.target)
+    record = drill(parse_request(DrillRequest, site_file=args.site, target_file=args.target))
+    for check in record["checks"]:
+        print(f"{'PASS' if check['passed'] else 'FAIL'}  {check['name']}: {check['detail']}")
+    print(f"\ndrill of restore point {record['point_id']} passed")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
