@@ -41,6 +41,7 @@ from tasks.backup_steps import (
     take_lease,
     unpause_nodes,
 )
+from tasks.pause_lock import site_pause_lock
 from tasks.reporting import publish_restore_point
 from tasks.site_steps import connect, load_site
 
@@ -115,17 +116,18 @@ def backup(request: BackupRequest) -> str:
         site, catalog, client, resolver, flow_run_id=flow_run.get_id(), labels=request.labels
     )
     try:
-        _preflight(run)
-        hold = derive_hold(run)
-        begin_point(run)
         errors: list[BaseException] = []
-        if run.needs_pause:
-            take_lease(run, hold)
-            errors += _window(run, hold)
-            end_lease(run)
-        else:
-            logger.info("the whole site lives in one transactional store: no pause is needed")
-            errors += _results([open_capture.submit(run, slot) for slot in run.slots])
+        with site_pause_lock(site, "backup"):
+            _preflight(run)
+            hold = derive_hold(run)
+            begin_point(run)
+            if run.needs_pause:
+                take_lease(run, hold)
+                errors += _window(run, hold)
+                end_lease(run)
+            else:
+                logger.info("the whole site lives in one transactional store: no pause is needed")
+                errors += _results([open_capture.submit(run, slot) for slot in run.slots])
         if errors:
             raise run.fail(errors)
         errors = _results([finish_capture.submit(run, slot) for slot in run.slots])

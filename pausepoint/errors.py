@@ -67,6 +67,10 @@ class ClockSkewError(PreflightError):
     """The clock bound is too wide for the hold, or no NTP server answered."""
 
 
+class PauseLockError(PreflightError):
+    """The site's pause lock (one backup or restore at a time) could not be taken."""
+
+
 # --- the pause window -----------------------------------------------------------------------
 
 

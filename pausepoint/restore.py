@@ -167,9 +167,14 @@ class RestoreRun:
                     )
                 )
 
+    @property
+    def in_place(self) -> bool:
+        """Whether any store is restored over the site's own database."""
+        return any(s.in_place for s in self.slots)
+
     def check_nodes_stopped(self, client: AdminClient, node_set: dict) -> None:
         """Refuse to restore a site's own databases while its ScalarDL nodes still answer."""
-        if not any(s.in_place for s in self.slots):
+        if not self.in_place:
             return
         nodes = [(c, t) for c, ts in node_set.items() for t in ts]
         results = call_all(nodes, lambda n: client.check_paused(n[1], timeout_s=2.0))

@@ -94,6 +94,8 @@ class PauseSettings(BaseModel):
     lease_margin_ms: int = Field(30_000, ge=0, le=3_600_000)
     # Open-capture steps must finish inside the window; beyond this the backup is abandoned.
     open_capture_timeout_ms: int = Field(10_000, gt=0, le=600_000)
+    # A run waits this long for another backup or restore of the site to finish (pause lock).
+    lock_timeout_s: int = Field(900, ge=0, le=86_400)
 
 
 class ClockSettings(BaseModel):

@@ -22,7 +22,7 @@ def validate_point(run: RestoreRun) -> str:
 
 @step(name="check-nodes-stopped", retries=1, retry_delay_seconds=2)
 def check_nodes_stopped(run: RestoreRun, client: AdminClient) -> str:
-    if not any(s.in_place for s in run.slots):
+    if not run.in_place:
         return "restoring into other databases: the running site is not touched"
     run.check_nodes_stopped(client, discover_nodes(run.site))
     return "every admin endpoint is down"

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# Before anything imports Prefect: its server must not phone home (loopback traffic only), also
+# when pytest runs without the Makefile's environment.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 from tests.support import servers
 
 
