@@ -3,6 +3,7 @@
     load site -> plan retention (every point and its latest drill; pausepoint.retention)
               -> delete what is not kept (through the catalog; manifest first)
               -> sweep unfinished points (no manifest, idle 24 h)
+              -> delete ended leases older than max(keep_daily_days, 7) days
               -> publish what was kept and deleted, and why
 
 Never deletes the newest point nor the newest verified point (latest drill passed). With
@@ -18,7 +19,13 @@ from pausepoint.catalog import open_catalog
 from pausepoint.errors import CatalogError
 from pausepoint.requests import PruneRequest
 from pausepoint.retention import Policy, PruneReport
-from tasks.prune_steps import delete_points, plan_retention, publish_prune_report, sweep_orphans
+from tasks.prune_steps import (
+    delete_old_leases,
+    delete_points,
+    plan_retention,
+    publish_prune_report,
+    sweep_orphans,
+)
 from tasks.site_steps import load_site
 
 
@@ -31,6 +38,7 @@ def prune(request: PruneRequest) -> dict:
     report = PruneReport(site.site, request.dry_run, plan_retention(catalog, site, policy))
     delete_points(catalog, site, report)
     sweep_orphans(catalog, site, report)
+    delete_old_leases(catalog, site, report)
     publish_prune_report(report)
     if report.failed:
         raise CatalogError(

@@ -218,6 +218,8 @@ def _prune(args: argparse.Namespace) -> int:
         print(f"{verb:7} {point_id}  {'; '.join(why)}")
     for path in report["swept"]:
         print(f"{'would sweep' if report['dry_run'] else 'swept'} {path}")
+    for run_id in report["leases"]:
+        print(f"{verb} ended lease of run {run_id}")
     print(
         f"\nsite {report['site']}: kept {len(report['kept'])}, {verb} {len(report['deleted'])}, "
         f"{'would sweep' if report['dry_run'] else 'swept'} {len(report['swept'])} unfinished"

@@ -10,6 +10,9 @@ A point is kept when any of these holds (every reason that holds is recorded):
 
 Everything else is deleted. Points are ordered by the time of their data (the pause window's
 mid-time), then id, as ``Catalog.list_points`` orders them.
+
+Ended leases (released or broken) are history: kept for ``Policy.lease_days`` after they ended,
+then deleted (``old_leases``). Active leases are never deleted.
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from pausepoint.catalog.lease import Lease
+
+# Ended leases are kept at least this long, whatever keep_daily_days says: they tell who paused
+# what and who had to unpause it.
+MIN_LEASE_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,11 @@ class Policy:
         if self.keep_daily_days < 0:
             raise ValueError(f"keep_daily_days is {self.keep_daily_days}: give 0 or more days")
 
+    @property
+    def lease_days(self) -> int:
+        """How long an ended lease is kept as history."""
+        return max(self.keep_daily_days, MIN_LEASE_DAYS)
+
     def describe(self) -> str:
         daily = (
             f"the newest of each of the last {self.keep_daily_days} days (UTC)"
@@ -42,7 +56,7 @@ class Policy:
         )
         return (
             f"keep the newest {self.keep_last}, {daily}, the newest verified point and the "
-            "newest point"
+            f"newest point; ended leases for {self.lease_days} days"
         )
 
 
@@ -137,6 +151,16 @@ def plan(candidates: Iterable[Candidate], policy: Policy, now: datetime) -> Rete
     return RetentionPlan(policy, now, decisions)
 
 
+def old_leases(leases: Iterable[Lease], policy: Policy, now: datetime) -> list[str]:
+    """Run ids of ended leases that ended more than ``policy.lease_days`` before ``now``."""
+    cutoff = _aware(now, "now") - timedelta(days=policy.lease_days)
+    return [
+        lease.run_id
+        for lease in leases
+        if lease.state != "active" and (lease.updated_at or lease.created_at) < cutoff
+    ]
+
+
 # --- what a prune did -----------------------------------------------------------------------
 
 
@@ -148,13 +172,15 @@ class PruneReport:
     deleted: list[str] = field(default_factory=list)  # with dry_run: would be deleted
     failed: dict[str, str] = field(default_factory=dict)  # point id -> why its delete failed
     swept: list[str] = field(default_factory=list)  # unfinished points' directories removed
+    leases: list[str] = field(default_factory=list)  # run ids of ended leases deleted
 
     def summary(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
         sweep = "would sweep" if self.dry_run else "swept"
         text = (
             f"site {self.site}: kept {len(self.plan.keep)}, {verb} {len(self.deleted)} restore "
-            f"point(s); {sweep} {len(self.swept)} unfinished point(s)"
+            f"point(s); {sweep} {len(self.swept)} unfinished point(s) and "
+            f"{len(self.leases)} ended lease(s)"
         )
         if self.failed:
             text += f"; {len(self.failed)} delete(s) failed"
@@ -173,6 +199,7 @@ class PruneReport:
             "deleted": {d.id: list(d.reasons) for d in self.plan.delete if d.id in self.deleted},
             "failed": dict(self.failed),
             "swept": list(self.swept),
+            "leases": list(self.leases),
         }
 
 
@@ -209,4 +236,7 @@ def prune_markdown(report: PruneReport) -> str:
     if report.swept:
         lines += ["", f"Unfinished points ({'to sweep' if report.dry_run else 'swept'}):", ""]
         lines += [f"- `{p}`" for p in report.swept]
+    if report.leases:
+        lines += ["", f"Ended leases older than {report.plan.policy.lease_days} days:", ""]
+        lines += [f"- run `{r}`" for r in report.leases]
     return "\n".join(lines)

@@ -10,7 +10,15 @@ from prefect.logging import get_run_logger
 
 from pausepoint.catalog import Catalog
 from pausepoint.errors import PausepointError
-from pausepoint.retention import Candidate, Policy, PruneReport, RetentionPlan, plan, prune_markdown
+from pausepoint.retention import (
+    Candidate,
+    Policy,
+    PruneReport,
+    RetentionPlan,
+    old_leases,
+    plan,
+    prune_markdown,
+)
 from pausepoint.site import Site
 from tasks._step import step
 
@@ -57,6 +65,20 @@ def sweep_orphans(catalog: Catalog, site: Site, report: PruneReport) -> None:
     for p in report.swept:
         get_run_logger().info(
             "%s unfinished point %s", "would sweep" if report.dry_run else "swept", p
+        )
+
+
+@step(name="delete-old-leases", retries=1, retry_delay_seconds=2)
+def delete_old_leases(catalog: Catalog, site: Site, report: PruneReport) -> None:
+    """Ended leases past their history period; active ones are never touched."""
+    log = get_run_logger()
+    old = old_leases(catalog.list_leases(site.site), report.plan.policy, datetime.now(UTC))
+    for run_id in old:
+        if not report.dry_run:
+            catalog.delete_lease(site.site, run_id)
+        report.leases.append(run_id)
+        log.info(
+            "%s ended lease of run %s", "would delete" if report.dry_run else "deleted", run_id
         )
 
 

@@ -417,6 +417,17 @@ class Catalog:
             raise ValueError("say why the lease is broken")
         return self._end_lease(site, run_id, "broken", reason, now)
 
+    def delete_lease(self, site: str, run_id: str) -> None:
+        """Delete an ENDED lease (history; prune does this). An active lease is never deleted:
+        it may name paused nodes the watchdog still has to unpause."""
+        lease = self._read_lease(site, run_id)
+        if lease.state == "active":
+            raise LeaseError(
+                f"lease of run {run_id!r} of site {site!r} is active: it names nodes that may be "
+                "paused and is the watchdog's to close, never deleted"
+            )
+        self.driver.delete(layout.lease_key(site, run_id))
+
     def list_leases(self, site: str, state: LeaseState | None = None) -> list[Lease]:
         """Leases of a site, newest first, optionally only those in ``state``."""
         prefix = layout.leases_prefix(site)

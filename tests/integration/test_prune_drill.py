@@ -15,7 +15,7 @@ import yaml
 from flows.backup import backup
 from flows.drill import drill
 from flows.prune import prune
-from pausepoint.catalog import layout, open_catalog
+from pausepoint.catalog import Lease, layout, open_catalog
 from pausepoint.catalog.manifest import dump_manifest
 from pausepoint.cli import run
 from pausepoint.drill import ScratchTargetError
@@ -222,6 +222,21 @@ def test_prune_keeps_by_retention_and_never_the_newest_verified_point(site_ctx, 
     old = (now - timedelta(days=2)).timestamp()
     os.utime(stale / "ledger" / "ledger-c-pg" / "toc.dat", (old, old))
     running = catalog.begin_point(site.site).staging
+    # lease history: an old released lease goes; the backups' own (recent) leases stay
+    long_ago = now - timedelta(days=60)
+    catalog.write_lease(
+        Lease(
+            site=site.site,
+            run_id="old-run",
+            owner="backup",
+            nodes=[f"ledger/{small_site.ledger.targets[0]}"],
+            created_at=long_ago,
+            deadline=long_ago + timedelta(minutes=1),
+        )
+    )
+    catalog.release_lease(site.site, "old-run", now=long_ago + timedelta(seconds=30))
+    recent_leases = {x.run_id for x in catalog.list_leases(site.site)} - {"old-run"}
+    assert len(recent_leases) == 2  # one per backup, released
     everything = {verified, newest, day_older, day_newest, ancient}
     assert {p.id for p in catalog.list_points(site.site)} == everything
 
@@ -244,6 +259,7 @@ def test_prune_keeps_by_retention_and_never_the_newest_verified_point(site_ctx, 
     out = capsys.readouterr().out
     assert f"would delete {ancient}" in out and f"would delete {day_older}" in out
     assert f"would sweep {stale}" in out
+    assert "would delete ended lease of run old-run" in out
     assert {p.id for p in catalog.list_points(site.site)} == everything
     assert stale.exists()
 
@@ -256,6 +272,8 @@ def test_prune_keeps_by_retention_and_never_the_newest_verified_point(site_ctx, 
     assert any("not the newest of" in why for why in result["deleted"][day_older])
     assert any("before the last 5 days" in why for why in result["deleted"][ancient])
     assert result["swept"] == [str(stale)]
+    assert result["leases"] == ["old-run"]
+    assert {x.run_id for x in catalog.list_leases(site.site)} == recent_leases
 
     assert {p.id for p in catalog.list_points(site.site)} == {newest, verified, day_newest}
     for gone in (day_older, ancient):
@@ -268,4 +286,4 @@ def test_prune_keeps_by_retention_and_never_the_newest_verified_point(site_ctx, 
 
     # again: nothing more to do (idempotent)
     again = prune(PruneRequest(site_file=str(small_site.path), keep_last=1, keep_daily_days=5))
-    assert again["deleted"] == {} and again["swept"] == []
+    assert again["deleted"] == {} and again["swept"] == [] and again["leases"] == []

@@ -241,3 +241,15 @@ def test_prune_and_drill_flows_take_one_request_model(name, model):
     schema = parameter_schema(flow.fn).model_dump()
     assert schema["required"] == ["request"]
     assert schema["properties"]["request"]["$ref"] == f"#/definitions/{model}"
+
+
+def test_delete_lease_only_when_ended(catalog):
+    from pausepoint.errors import LeaseError
+    from tests.unit.test_catalog import lease
+
+    catalog.write_lease(lease("run-1"))
+    with pytest.raises(LeaseError, match="is active"):
+        catalog.delete_lease(SITE, "run-1")
+    catalog.release_lease(SITE, "run-1")
+    catalog.delete_lease(SITE, "run-1")
+    assert catalog.list_leases(SITE) == []

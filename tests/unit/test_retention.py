@@ -178,3 +178,39 @@ def test_report_and_markdown_say_what_and_why():
     assert "1 delete(s) failed" in report.summary()
     dry = prune_markdown(PruneReport("demo", True, p, deleted=[points[1].id]))
     assert "dry run" in dry and "would delete" in dry
+
+
+def test_old_ended_leases_go_active_ones_never():
+    from pausepoint.catalog import Lease
+    from pausepoint.retention import old_leases
+
+    def lease(run_id, state="released", ended_days_ago=None, created_days_ago=60):
+        created = NOW - timedelta(days=created_days_ago)
+        return Lease(
+            site="demo",
+            run_id=run_id,
+            owner="backup",
+            nodes=["ledger/127.0.0.1:50053"],
+            created_at=created,
+            deadline=created + timedelta(minutes=1),
+            state=state,
+            broken_reason="the watchdog unpaused it" if state == "broken" else None,
+            updated_at=None if ended_days_ago is None else NOW - timedelta(days=ended_days_ago),
+        )
+
+    leases = [
+        lease("old-released", ended_days_ago=31),
+        lease("old-broken", "broken", ended_days_ago=40),
+        lease("recent", ended_days_ago=29),
+        lease("no-updated-at-old"),  # ended time unknown: created_at counts
+        lease("active-ancient", "active"),
+    ]
+    assert old_leases(leases, Policy(1, 30), NOW) == [
+        "old-released",
+        "old-broken",
+        "no-updated-at-old",
+    ]
+    # keep_daily_days below the minimum: ended leases still kept a week
+    assert Policy(1, 0).lease_days == 7
+    assert old_leases([lease("six", ended_days_ago=6)], Policy(1, 0), NOW) == []
+    assert old_leases([lease("eight", ended_days_ago=8)], Policy(1, 0), NOW) == ["eight"]
