@@ -37,6 +37,7 @@ from tasks.backup_steps import (
     measure_clock,
     open_capture,
     pause_nodes,
+    prepare_capture,
     register_point,
     take_lease,
     unpause_nodes,
@@ -67,25 +68,27 @@ def _preflight(run: BackupRun) -> None:
 
 
 def _window(run: BackupRun, hold: int) -> list[BaseException]:
-    """Pause, open every snapshot, hold, verify, unpause: the steps inside the window are
-    submitted first and wait for their signal; unpause always runs."""
+    """Prepare every capture, then pause, open every snapshot, hold, verify, unpause: the steps
+    inside the window are submitted first and wait for their signal; unpause always runs. A
+    preparation that fails pauses nothing; preparations no open step took over are released."""
+    errors = _results([prepare_capture.submit(run, slot) for slot in run.slots])
     opens = [open_capture.submit(run, slot) for slot in run.slots]
     verify = hold_and_verify.submit(run, hold)
     unpause = unpause_nodes.submit(run)
-    errors: list[BaseException] = []
     try:
-        pause_nodes(run)
-        limit = run.site.pause.open_capture_timeout_ms / 1000
-        _, not_done = wait(opens, timeout=limit)
-        if not_done:
-            errors.append(
-                CaptureError(
-                    f"{len(not_done)} store(s) did not establish their snapshot within "
-                    f"pause.open_capture_timeout_ms={run.site.pause.open_capture_timeout_ms}; "
-                    "the nodes are being unpaused and no restore point is registered. Check "
-                    "the stores' load and connectivity, or raise the limit."
+        if not errors:  # a failed preparation pauses nothing: the window closes unopened
+            pause_nodes(run)
+            limit = run.site.pause.open_capture_timeout_ms / 1000
+            _, not_done = wait(opens, timeout=limit)
+            if not_done:
+                errors.append(
+                    CaptureError(
+                        f"{len(not_done)} store(s) did not establish their snapshot within "
+                        f"pause.open_capture_timeout_ms={run.site.pause.open_capture_timeout_ms}"
+                        "; the nodes are being unpaused and no restore point is registered. "
+                        "Check the stores' load and connectivity, or raise the limit."
+                    )
                 )
-            )
     except BaseException as exc:
         errors.append(exc)
     finally:
@@ -98,6 +101,7 @@ def _window(run: BackupRun, hold: int) -> list[BaseException]:
             errors.append(exc)
         finally:
             run.signals.closing.set()
+            run.release_prepared()
     return errors
 
 

@@ -35,7 +35,7 @@ from pausepoint.lease_guard import LeaseGuard
 from pausepoint.secrets import SecretResolver
 from pausepoint.site import Site
 from pausepoint.stores import open_store
-from pausepoint.stores.base import CaptureHandle, Store, StoreCapture
+from pausepoint.stores.base import CaptureHandle, PreparedCapture, Store, StoreCapture
 from pausepoint.window import PauseSession, deadline_for, no_pause_record
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class StoreSlot:
     component: str
     store: Store
     workdir: Path | None = None
+    prepared: PreparedCapture | None = None  # made before the pause, taken by open_capture
     handle: CaptureHandle | None = None
     capture: StoreCapture | None = None
 
@@ -330,10 +331,46 @@ class BackupRun:
             slot.workdir = self.pending.store_dir(slot.component, slot.store.name)
         return self.pending
 
-    def open_capture(self, slot: StoreSlot) -> None:
+    def prepare_capture(self, slot: StoreSlot) -> None:
+        """Before the pause: what the store's open_capture can do ahead (see Store)."""
         assert slot.workdir is not None
         try:
-            slot.handle = slot.store.open_capture(slot.workdir)
+            prepared = slot.store.prepare_capture(slot.workdir)
+        except PausepointError:
+            raise
+        except Exception as exc:
+            raise CaptureError(
+                f"store {slot.store.name!r} ({slot.component}): could not prepare its capture: "
+                f"{type(exc).__name__}: {exc}. Nothing was paused."
+            ) from exc
+        with self._lock:
+            slot.prepared = prepared
+            late = self.failed or self.signals.closing.is_set()
+        if late:  # the run failed meanwhile: nobody would take it over
+            self.release_prepared()
+
+    def release_prepared(self) -> list[BaseException]:
+        """Free every preparation no open_capture took over (its connections, files). Safe at
+        any time: a preparation already taken is the handle's to release."""
+        with self._lock:
+            taken = [(s, s.prepared) for s in self.slots if s.prepared is not None]
+            for slot, _ in taken:
+                slot.prepared = None
+        errors: list[BaseException] = []
+        for slot, prepared in taken:
+            try:
+                prepared.release()
+            except Exception as exc:  # keep going: free every one
+                log.warning("store %s: releasing its preparation failed: %s", slot.store.name, exc)
+                errors.append(exc)
+        return errors
+
+    def open_capture(self, slot: StoreSlot) -> None:
+        assert slot.workdir is not None
+        with self._lock:
+            prepared, slot.prepared = slot.prepared, None
+        try:
+            slot.handle = slot.store.open_capture(slot.workdir, prepared)
         except PausepointError:
             raise
         except Exception as exc:
@@ -361,7 +398,9 @@ class BackupRun:
 
     def fail(self, errors: list[BaseException]) -> BaseException:
         """Release every snapshot, sweep the staging files, and return the error to raise."""
-        self.failed = True
+        with self._lock:
+            self.failed = True
+        errors.extend(self.release_prepared())
         for slot in self.slots:
             if slot.handle is not None:
                 try:

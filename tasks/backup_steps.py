@@ -78,6 +78,17 @@ def take_lease(run: BackupRun, hold_ms: int) -> str:
     return lease.deadline.isoformat()
 
 
+@step(name="prepare-capture")
+def prepare_capture(run: BackupRun, slot: StoreSlot) -> str:
+    """Before the pause: connections, files and command lines the store's open_capture would
+    otherwise make inside the window. Not retried: the flow fails before pausing instead."""
+    t0 = time.monotonic()
+    run.prepare_capture(slot)
+    ms = (time.monotonic() - t0) * 1000
+    get_run_logger().info("store %s: capture prepared in %.1f ms", slot.store.name, ms)
+    return f"{ms:.1f} ms"
+
+
 @step(name="pause-nodes")
 def pause_nodes(run: BackupRun) -> float:
     assert run.session is not None

@@ -95,7 +95,11 @@ def _refuse_secrets_in_argv(argv: Sequence[str], secrets: Iterable[str]) -> None
 
 
 class ToolProcess:
-    """A running tool: stdout as given, stderr tail kept in memory for the error message."""
+    """A running tool: stdout as given, stderr tail kept in memory for the error message.
+
+    ``on_stderr``, when given, sees every stderr line as it arrives (from the draining thread);
+    a line for which it returns True is the tool's progress talk, not kept in the tail.
+    """
 
     def __init__(
         self,
@@ -106,12 +110,14 @@ class ToolProcess:
         stdin: int | None = subprocess.DEVNULL,
         stdout: int | None = subprocess.DEVNULL,
         tail_lines: int = 20,
+        on_stderr: Callable[[str], bool] | None = None,
     ):
         self._secrets = [s for s in secrets if s]
         _refuse_secrets_in_argv(argv, self._secrets)
         self.argv = list(argv)
         self.name = Path(argv[0]).name
         self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self._on_stderr = on_stderr
         self.proc = subprocess.Popen(
             self.argv,
             stdin=stdin,
@@ -129,7 +135,14 @@ class ToolProcess:
     def _drain_stderr(self) -> None:
         assert self.proc.stderr is not None
         for raw in self.proc.stderr:
-            self._tail.append(raw.decode(errors="replace").rstrip())
+            line = raw.decode(errors="replace").rstrip()
+            if self._on_stderr is not None:
+                try:
+                    if self._on_stderr(line):
+                        continue
+                except Exception:  # a watcher's bug must not stop the draining
+                    self._on_stderr = None
+            self._tail.append(line)
 
     @property
     def pid(self) -> int:

@@ -3,8 +3,17 @@
 Lifecycle of one backup, per store:
 
     store.check()                      preflight, before any pause; raises StoreCheckError
-    handle = store.open_capture(dir)   INSIDE the pause window; short, independent of data size;
-                                       returns once the snapshot is ESTABLISHED
+    prepared = store.prepare_capture(dir)
+                                       just BEFORE the pause: everything open_capture needs that
+                                       need not happen inside the window (connections opened
+                                       and authenticated, tools and paths resolved, option
+                                       files written); prepared.release() frees it if
+                                       open_capture never runs
+    handle = store.open_capture(dir, prepared)
+                                       INSIDE the pause window; short, independent of data size;
+                                       returns once the snapshot is ESTABLISHED. Takes the
+                                       prepared resources over (into the handle, or frees them
+                                       when it fails); without ``prepared`` it prepares itself
     capture = store.finish_capture(handle)   AFTER unpause: copies the snapshot into ``dir``,
                                        records artifacts (size, sha256), fingerprint, versions
     store.abort_capture(handle)        on any failure: kills helpers, releases the snapshot
@@ -20,6 +29,7 @@ Restore, per store:
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime
@@ -94,6 +104,42 @@ ProgressFn = Callable[[str, int], None]
 ResolveFn = Callable[[SecretRef | None], SecretStr | None]
 
 
+class PreparedCapture:
+    """What ``Store.prepare_capture`` set up before the pause for ONE ``open_capture``.
+
+    Ownership: ``open_capture`` calls ``take()`` first and from then on owns the resources (it
+    moves them into its handle, or frees them itself when it fails). ``release()`` frees them
+    when open_capture never took them (the window closed early, a pause failed); it is safe to
+    call twice, after ``take()`` (then it does nothing) and from another thread. A ``take()``
+    after ``release()`` raises: a late open_capture never runs on freed resources.
+    """
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self._state_lock = threading.Lock()
+        self._state = "prepared"  # -> "taken" | "released"
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def take(self) -> None:
+        with self._state_lock:
+            if self._state != "prepared":
+                raise RuntimeError(f"this prepared capture was already {self._state}")
+            self._state = "taken"
+
+    def release(self) -> None:
+        with self._state_lock:
+            if self._state != "prepared":
+                return
+            self._state = "released"
+        self.free()
+
+    def free(self) -> None:
+        """Close and remove what was prepared. Kinds override; must be idempotent."""
+
+
 class CaptureHandle(ABC):
     """State held between open_capture and finish_capture (open snapshot, running dump)."""
 
@@ -119,9 +165,15 @@ class Store(ABC, Generic[C]):
     def check(self) -> dict[str, Any]:
         """Preflight: connect, check tools, versions and permissions. Returns facts to log."""
 
+    def prepare_capture(self, workdir: Path) -> PreparedCapture:
+        """Before the pause: do what open_capture can do ahead (connect, resolve, write files),
+        so that only what must happen inside the window is left for it."""
+        return PreparedCapture(workdir)
+
     @abstractmethod
-    def open_capture(self, workdir: Path) -> CaptureHandle:
-        """Establish the snapshot. Runs inside the pause window: must be short."""
+    def open_capture(self, workdir: Path, prepared: PreparedCapture | None = None) -> CaptureHandle:
+        """Establish the snapshot. Runs inside the pause window: must be short. Takes
+        ``prepared`` over (see PreparedCapture); without it, prepares first."""
 
     @abstractmethod
     def finish_capture(

@@ -2,10 +2,14 @@
 
 A dump tool cannot join a snapshot that another connection opened (MariaDB and MySQL cannot
 share one), so the dump itself must START its transaction inside the pause window.
-``open_capture`` launches ``mariadb-dump`` (or ``mysqldump``) and returns as soon as the dump's
-connection is seen, in ``information_schema.PROCESSLIST``, running a statement that the dump
-sends only after ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` (see ``POST_SNAPSHOT``), or
-once the dump has exited successfully. The copying goes on after the unpause.
+``prepare_capture`` (before the pause) resolves the tool, writes the option file, builds the
+command line and opens the watcher connection. ``open_capture`` (inside the window) launches
+``mariadb-dump`` (or ``mysqldump``) with ``--verbose`` and returns as soon as the dump itself
+says, on its stderr, that it is past ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` (see
+``POST_SNAPSHOT_MESSAGES``), or once the dump has exited successfully. Should the dump not say
+so (an option file sending its messages elsewhere, another wording), the dump's own connection
+seen in ``information_schema.PROCESSLIST`` running a post-snapshot statement (``POST_SNAPSHOT``)
+is the fallback. The copying goes on after the unpause.
 
 The fingerprint is read from the dump itself as it streams by (``DumpFingerprint``): every row
 of every table, from the dump's one snapshot. After a restore, ``fingerprint()`` dumps the live
@@ -62,6 +66,7 @@ from pausepoint.stores.base import (
     Artifact,
     CaptureHandle,
     Fingerprint,
+    PreparedCapture,
     ProgressFn,
     StoreCapture,
     TableFingerprint,
@@ -71,6 +76,34 @@ from pausepoint.stores.mysql_config import MysqlConfig
 CLIENT_PACKAGE = "mariadb-client"
 SNAPSHOT_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.002
+# The PROCESSLIST fallback starts when the dump has not reported its snapshot by then. It is
+# not free: each poll is a query, and finding the dump's connection reads /proc/net/tcp (5 ms
+# per read on the test machine, whatever its size), on the cores the dump needs.
+FALLBACK_AFTER_S = 0.1
+
+# What mariadb-dump and mysqldump print with --verbose (to stderr, each message flushed at
+# once) after their START TRANSACTION WITH CONSISTENT SNAPSHOT has returned. In both tools'
+# main(), `start_transaction()` prints "-- Starting transaction..." BEFORE sending SET SESSION
+# TRANSACTION ISOLATION LEVEL and START TRANSACTION; on success the dump goes on to UNLOCK TABLES
+# and then per database prints "-- Setting savepoint..." (SAVEPOINT sp), and per table
+# "-- Retrieving table structure for table t...", "-- Sending SELECT query...",
+# "-- Retrieving rows...", "-- Rolling back to savepoint sp...", "-- Releasing savepoint...".
+# On failure it jumps to its exit path, which prints only "-- Disconnecting from ..." (not in
+# this list). MariaDB 10.11 with `--databases a b`, as timed here: "-- Connecting to
+# 127.0.0.1..." 5.0 ms after the start, "-- Starting transaction..." 5.6 ms, "-- Setting
+# savepoint..." 5.9 ms. A message only counts once "-- Starting transaction" was seen: the
+# dump did run with --single-transaction. tests/integration/test_store_mysql.py checks, against
+# the server's general log, that the signal comes after the dump's first post-snapshot statement.
+SNAPSHOT_STARTING = "-- Starting transaction"
+POST_SNAPSHOT_MESSAGES = (
+    "-- Setting savepoint",
+    "-- Retrieving table structure for table",
+    "-- Retrieving view structure for table",
+    "-- Sending SELECT query",
+    "-- Retrieving rows",
+    "-- Rolling back to savepoint",
+    "-- Releasing savepoint",
+)
 
 # Statements a dump sends only AFTER its `START TRANSACTION WITH CONSISTENT SNAPSHOT` has
 # returned. Evidence: MariaDB 10.11's general log of
@@ -113,6 +146,29 @@ POST_SNAPSHOT = (
     "ROLLBACK TO SAVEPOINT SP",
     "RELEASE SAVEPOINT SP",
 )
+
+
+class DumpTalk:
+    """Reads a dump's --verbose stderr (as ToolProcess's on_stderr): ``opened`` is set once the
+    dump says it is past its START TRANSACTION (POST_SNAPSHOT_MESSAGES). Its progress messages
+    are kept out of the error tail; warnings and errors stay in it."""
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+        self.message = ""
+        self._starting = False
+
+    def __call__(self, line: str) -> bool:
+        if not line.startswith("-- ") or "rror" in line or "arning" in line:
+            return False
+        if line.startswith(SNAPSHOT_STARTING):
+            self._starting = True
+        elif (
+            self._starting and not self.opened.is_set() and line.startswith(POST_SNAPSHOT_MESSAGES)
+        ):
+            self.message = line
+            self.opened.set()
+        return True
 
 
 def is_post_snapshot(statement: str | None) -> bool:
@@ -426,11 +482,46 @@ class _Connection(pymysql.connections.Connection):
         return _Connection._preferred
 
 
+class MysqlPreparedCapture(PreparedCapture):
+    """Made before the pause: the dump's command line and 0600 option file, the artifact's
+    path, and the watcher connection (open, authenticated) for the PROCESSLIST fallback with the
+    connection ids that existed before. Freed by the handle that takes it over, or release()."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        artifact: Path,
+        secret_dir: Path,
+        argv: list[str],
+        password: str | None,
+        dump_version: str,
+    ):
+        super().__init__(workdir)
+        self.artifact = artifact
+        self.secret_dir = secret_dir
+        self.argv = argv
+        self.password = password
+        self.dump_version = dump_version
+        self.monitor: pymysql.connections.Connection | None = None
+        self.before: set[int] = set()
+
+    def close_monitor(self) -> None:
+        monitor, self.monitor = self.monitor, None
+        if monitor is not None:
+            with contextlib.suppress(Exception):
+                monitor.close()
+
+    def free(self) -> None:
+        self.close_monitor()
+        remove_private_dir(self.secret_dir)
+
+
 @dataclass
 class MysqlCaptureHandle(CaptureHandle):
     workdir: Path
     opened_at: datetime
-    secret_dir: Path
+    prepared: MysqlPreparedCapture
     dump: ToolProcess
     sink: PipeToFile
     rows: DumpFingerprint  # fed by the sink's thread
@@ -440,6 +531,10 @@ class MysqlCaptureHandle(CaptureHandle):
     signal: str  # how the open snapshot was detected (for the record)
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def secret_dir(self) -> Path:
+        return self.prepared.secret_dir
 
 
 class MysqlStore(ServerStore[MysqlCaptureHandle]):
@@ -614,9 +709,11 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             argv.append("--set-gtid-purged=OFF")
         return [*argv, "--databases", *databases]
 
-    def open_capture(self, workdir: Path) -> MysqlCaptureHandle:
+    def prepare_capture(self, workdir: Path) -> MysqlPreparedCapture:
+        """Before the pause, everything but starting the dump: measured on the test machine,
+        opening the watcher connection alone took 1-18 ms inside the window."""
         tool = self._dump_tool()
-        self._tool_version(tool)  # cached: normally read by check() before the pause
+        dump_version = self._tool_version(tool)  # cached: normally read by check()
         workdir.mkdir(parents=True, exist_ok=True)
         # Uncompressed by default. Measured on this project's 2-core machines (MariaDB 10.11,
         # a 295 MB dump of 800k ScalarDL-shaped rows, medians of 5 runs): plain
@@ -626,98 +723,150 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
         # cannot promise >= 0.9x there; gzip_level trades speed for space where cores are free.
         artifact = workdir / ("dump.sql.gz" if self.config.gzip_level else "dump.sql")
         secret_dir = make_private_dir("pausepoint-mysql-")
-        option_path, password = self._write_option_file(secret_dir)
-        monitor = dump = sink = None
-        rows = DumpFingerprint()
+        prepared: MysqlPreparedCapture | None = None
         try:
-            monitor = self._connect(CaptureError)
-            with monitor.cursor() as cur:
-                if self._server_version is None:  # normally read by check() before the pause
+            option_path, password = self._write_option_file(secret_dir)
+            argv = self._dump_argv(tool, option_path, list(self.config.databases))
+            # After --defaults-extra-file, which must stay first: the snapshot signal.
+            argv.insert(2, "--verbose")
+            prepared = MysqlPreparedCapture(
+                workdir,
+                artifact=artifact,
+                secret_dir=secret_dir,
+                argv=argv,
+                password=password,
+                dump_version=dump_version,
+            )
+            prepared.monitor = self._connect(CaptureError)
+            with prepared.monitor.cursor() as cur:
+                if self._server_version is None:  # normally read by check()
                     cur.execute("SELECT VERSION()")
                     self._server_version = str(cur.fetchone()[0])
                 cur.execute(
                     "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s",
                     (self.config.user,),
                 )
-                before = {r[0] for r in cur.fetchall()}
+                prepared.before = {r[0] for r in cur.fetchall()}
+        except BaseException:
+            if prepared is not None:
+                prepared.free()
+            remove_private_dir(secret_dir)
+            raise
+        return prepared
+
+    def open_capture(
+        self, workdir: Path, prepared: PreparedCapture | None = None
+    ) -> MysqlCaptureHandle:
+        p = prepared if prepared is not None else self.prepare_capture(workdir)
+        if not isinstance(p, MysqlPreparedCapture):
+            raise TypeError(f"store {self.name}: not a mysql prepared capture: {p!r}")
+        try:
+            p.take()
+        except RuntimeError as exc:
+            raise CaptureError(f"store {self.name}: cannot open the capture: {exc}") from None
+        dump = sink = None
+        rows = DumpFingerprint()
+        talk = DumpTalk()
+        try:
             dump = ToolProcess(
-                self._dump_argv(tool, option_path, list(self.config.databases)),
-                stdout=subprocess.PIPE,
-                secrets=[password or ""],
+                p.argv, stdout=subprocess.PIPE, secrets=[p.password or ""], on_stderr=talk
             )
             assert dump.proc.stdout is not None
             sink = PipeToFile(
                 dump.proc.stdout,
-                artifact,
+                p.artifact,
                 gzip_level=self.config.gzip_level,
                 name=self.name,
                 tap=rows.feed,
             )
-            signal = self._wait_for_snapshot(monitor, before, dump)
+            signal = self._wait_for_snapshot(p, dump, talk)
             opened_at = datetime.now(UTC)
         except BaseException:
             if dump is not None:
                 dump.kill()
             if sink is not None:
                 sink.join(5)
-            remove_private_dir(secret_dir)
+            p.free()
             raise
-        finally:
-            if monitor is not None:
-                monitor.close()
+        p.close_monitor()  # not needed while copying
+        assert self._server_version is not None
         return MysqlCaptureHandle(
-            workdir=workdir,
+            workdir=p.workdir,
             opened_at=opened_at,
-            secret_dir=secret_dir,
+            prepared=p,
             dump=dump,
             sink=sink,
             rows=rows,
             databases=list(self.config.databases),
-            dump_version=self._tool_version(tool),
+            dump_version=p.dump_version,
             server_version=self._server_version,
             signal=signal,
         )
 
-    def _wait_for_snapshot(self, monitor, before: set[int], dump: ToolProcess) -> str:
+    def _wait_for_snapshot(self, p: MysqlPreparedCapture, dump: ToolProcess, talk: DumpTalk) -> str:
         """Block until the dump's snapshot is open; return which signal said so.
 
-        The dump's OWN connection (a new connection id whose client port is one of the dump
-        process's sockets, see ``client_ports``) running one of the POST_SNAPSHOT statements:
-        the dump is past its START TRANSACTION. When the dump's port cannot be told (no /proc,
-        a NAT between us and the server), only the dump's successful exit counts: slower, never
+        First choice, the dump's own word (``DumpTalk``): no query, no polling, and no doubt
+        that it is the dump we started. Fallback after FALLBACK_AFTER_S: the dump's OWN
+        connection (a new connection id whose client port is one of the dump process's sockets,
+        see ``client_ports``) running one of the POST_SNAPSHOT statements; once that connection
+        is found, only its row is read. When the dump's port cannot be told (no /proc, a NAT
+        between us and the server), only the dump's successful exit counts: slower, never
         wrong. INNODB_TRX is not used: it is refreshed at most every 100 ms.
         """
-        deadline = time.monotonic() + SNAPSHOT_TIMEOUT_S
-        with monitor.cursor() as cur:
-            while True:
-                rc = dump.poll()
-                if rc == 0:
-                    return "dump exited successfully"
-                if rc is not None:
-                    raise CaptureError(
-                        dump.failure(
-                            f"store {self.name}: the dump of {', '.join(self.config.databases)} "
-                            f"at {self._where} failed before its snapshot opened"
-                        )
+        started = time.monotonic()
+        deadline = started + SNAPSHOT_TIMEOUT_S
+        fallback_at = started + FALLBACK_AFTER_S
+        dump_id: int | None = None
+        while True:
+            if talk.opened.wait(POLL_INTERVAL_S):
+                return f"dump said: {talk.message[:60]}"
+            rc = dump.poll()
+            if rc == 0:
+                return "dump exited successfully"
+            if rc is not None:
+                raise CaptureError(
+                    dump.failure(
+                        f"store {self.name}: the dump of {', '.join(self.config.databases)} "
+                        f"at {self._where} failed before its snapshot opened"
                     )
-                ports = client_ports(dump.proc.pid)
-                cur.execute(
-                    "SELECT ID, HOST, INFO FROM information_schema.PROCESSLIST "
-                    "WHERE USER = %s AND INFO IS NOT NULL AND ID <> CONNECTION_ID()",
-                    (self.config.user,),
                 )
-                for conn_id, host, info in cur.fetchall():
-                    if conn_id in before or host_port(host) not in ports:
-                        continue  # not our dump: another connection of the same user
-                    if is_post_snapshot(info):
-                        return f"processlist: {' '.join(info.split())[:60]}"
-                if time.monotonic() > deadline:
-                    raise CaptureError(
-                        f"store {self.name}: the dump at {self._where} did not open its snapshot "
-                        f"within {SNAPSHOT_TIMEOUT_S:.0f} s (it must connect as "
-                        f"{self.config.user!r}; is the server overloaded?)"
-                    )
-                time.sleep(POLL_INTERVAL_S)
+            now = time.monotonic()
+            if now >= fallback_at:
+                dump_id, info = self._dump_statement(p, dump, dump_id)
+                if is_post_snapshot(info):
+                    return f"processlist: {' '.join(str(info).split())[:60]}"
+            if now > deadline:
+                raise CaptureError(
+                    f"store {self.name}: the dump at {self._where} did not open its snapshot "
+                    f"within {SNAPSHOT_TIMEOUT_S:.0f} s (it must connect as "
+                    f"{self.config.user!r}; is the server overloaded?)"
+                )
+
+    def _dump_statement(
+        self, p: MysqlPreparedCapture, dump: ToolProcess, dump_id: int | None
+    ) -> tuple[int | None, str | None]:
+        """(the dump's connection id once known, the statement it runs now) from PROCESSLIST."""
+        if p.monitor is None:
+            p.monitor = self._connect(CaptureError)
+        with p.monitor.cursor() as cur:
+            if dump_id is not None:
+                cur.execute(
+                    "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = %s", (dump_id,)
+                )
+                row = cur.fetchone()
+                return dump_id, row[0] if row else None
+            ports = client_ports(dump.proc.pid)
+            cur.execute(
+                "SELECT ID, HOST, INFO FROM information_schema.PROCESSLIST "
+                "WHERE USER = %s AND ID <> CONNECTION_ID()",
+                (self.config.user,),
+            )
+            for conn_id, host, info in cur.fetchall():
+                if conn_id in p.before or host_port(host) not in ports:
+                    continue  # not our dump: another connection of the same user
+                return conn_id, info
+        return None, None
 
     def _finish(self, h: MysqlCaptureHandle, progress: ProgressFn | None) -> StoreCapture:
         with ProgressPoller(self.name, progress, lambda: h.sink.bytes_written):
@@ -777,7 +926,7 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             h.closed = True
             h.dump.kill()
             h.sink.join(10)
-            remove_private_dir(h.secret_dir)
+            h.prepared.free()
 
     # --- restore ----------------------------------------------------------------------------
 

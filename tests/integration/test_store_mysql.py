@@ -11,12 +11,14 @@ import pymysql
 import pytest
 
 from pausepoint.errors import (
+    CaptureError,
     CorruptArtifactError,
     StoreCheckError,
     TargetNotEmptyError,
     ToolMissingError,
 )
 from pausepoint.secrets import SecretRef, SecretResolver
+from pausepoint.stores import mysql
 from pausepoint.stores.mysql import MysqlStore, is_post_snapshot
 from pausepoint.stores.mysql_config import MysqlConfig
 from tests.support.servers import MysqlServer
@@ -179,8 +181,17 @@ def test_open_capture_is_fast_on_a_large_table(mysql_server, big_dbs, tmp_path):
     assert handle.dump.poll() is not None  # the aborted dump is gone
 
 
-def test_open_capture_returns_only_once_the_dump_snapshot_is_open(mysql_server, big_dbs, tmp_path):
+@pytest.mark.parametrize("signal", ["dump said", "processlist"])
+def test_open_capture_returns_only_once_the_dump_snapshot_is_open(
+    mysql_server, big_dbs, tmp_path, monkeypatch, signal
+):
+    if signal == "processlist":  # the fallback: as if the dump never said so on stderr
+        monkeypatch.setattr(mysql, "POST_SNAPSHOT_MESSAGES", ())
+        monkeypatch.setattr(mysql, "FALLBACK_AFTER_S", 0.0)
     late = big_dbs[1]
+    with mysql_server.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT COUNT(*) FROM {late}.marker")  # big_dbs serves the whole module
+        earlier = cur.fetchone()[0]
     store = make_store(mysql_server, big_dbs)
     store.check()
     handle = store.open_capture(tmp_path / "cap")
@@ -191,11 +202,11 @@ def test_open_capture_returns_only_once_the_dump_snapshot_is_open(mysql_server, 
     result = store.finish_capture(handle)
 
     assert still_dumping, "the dump finished before the write: make the big table bigger"
-    assert handle.signal.startswith("processlist")
+    assert handle.signal.startswith(signal), handle.signal
     dump = (tmp_path / "cap" / "dump.sql").read_bytes()
     assert b"CREATE TABLE `marker`" in dump
     assert marker.encode() not in dump
-    assert result.fingerprint[f"{late}.marker"].rows == 0
+    assert result.fingerprint[f"{late}.marker"].rows == earlier
     assert result.details["uncompressed_bytes"] > 10_000_000
 
 
@@ -226,6 +237,92 @@ def test_snapshot_signal_matches_what_the_dump_sends(mysql_server, big_dbs, tmp_
     assert all(
         is_post_snapshot(s) for s in statements[begin + 1 :] if not s.upper().startswith("SET")
     ), [s for s in statements[begin + 1 :] if not is_post_snapshot(s)]
+
+
+def test_the_dumps_word_comes_after_its_snapshot_opened(mysql_server, big_dbs, tmp_path):
+    """The evidence behind POST_SNAPSHOT_MESSAGES, from the server's general log (in a table,
+    microseconds): the dump sends its first statement after START TRANSACTION only once that
+    returned, and open_capture, on the dump's word, returns after the server received it."""
+    store = make_store(mysql_server, big_dbs)
+    store.check()
+    with mysql_server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SET GLOBAL log_output = 'TABLE'")
+        cur.execute("SET GLOBAL general_log = 1")
+        try:
+            prepared = store.prepare_capture(tmp_path / "cap")
+            handle = store.open_capture(tmp_path / "cap", prepared)
+            returned = time.time()
+            store.abort_capture(handle)
+        finally:
+            cur.execute("SET GLOBAL general_log = 0")
+            cur.execute("SET GLOBAL log_output = 'FILE'")
+        cur.execute(
+            "SELECT thread_id, UNIX_TIMESTAMP(event_time), argument FROM mysql.general_log "
+            "WHERE command_type = 'Query' ORDER BY event_time"
+        )
+        rows = [
+            (t, float(at), arg if isinstance(arg, str) else bytes(arg).decode(errors="replace"))
+            for t, at, arg in cur
+        ]
+        cur.execute("TRUNCATE mysql.general_log")
+    assert handle.signal.startswith("dump said: -- "), handle.signal
+    dump_ids = {t for t, _, arg in rows if "WITH CONSISTENT SNAPSHOT" in arg}
+    assert len(dump_ids) == 1
+    statements = [(at, arg) for t, at, arg in rows if t in dump_ids]
+    begin = next(n for n, (_, arg) in enumerate(statements) if "WITH CONSISTENT SNAPSHOT" in arg)
+    after_begin = statements[begin + 1][0]  # sent once START TRANSACTION had returned
+    assert returned >= after_begin
+    assert handle.opened_at.timestamp() >= after_begin
+
+
+def test_dump_talk_counts_only_what_follows_the_start_of_its_transaction():
+    talk = mysql.DumpTalk()
+    assert talk("-- Connecting to 127.0.0.1...") is True  # progress talk: not in the error tail
+    assert talk("-- Setting savepoint...") is True and not talk.opened.is_set()  # no START seen
+    assert talk("mariadb-dump: Got error: 1045: Access denied") is False  # kept in the tail
+    assert talk("-- Starting transaction...") is True and not talk.opened.is_set()
+    assert talk("-- Disconnecting from 127.0.0.1...") is True and not talk.opened.is_set()
+    assert talk("-- Warning: Skipping the data of table mysql.event.") is False
+    talk("-- Retrieving table structure for table t...")
+    assert talk.opened.is_set() and talk.message.startswith("-- Retrieving table structure")
+
+
+def pausepoint_connections(server: MysqlServer) -> int:
+    """Connections of the store's user other than this query's own."""
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+            "WHERE USER = %s AND ID <> CONNECTION_ID()",
+            (server.user,),
+        )
+        return int(cur.fetchone()[0])
+
+
+def test_prepared_capture_released_unopened_leaves_nothing_behind(mysql_server, dbs, tmp_path):
+    store = make_store(mysql_server, dbs)
+    before = pausepoint_connections(mysql_server)
+    prepared = store.prepare_capture(tmp_path / "cap")
+    assert prepared.monitor is not None and prepared.monitor.open  # authenticated beforehand
+    assert pausepoint_connections(mysql_server) == before + 1
+    assert (prepared.secret_dir / "client.cnf").stat().st_mode & 0o777 == 0o600
+    prepared.release()
+    prepared.release()  # idempotent
+    assert pausepoint_connections(mysql_server) == before
+    assert not prepared.secret_dir.exists()
+    with pytest.raises(CaptureError, match="already released"):
+        store.open_capture(tmp_path / "cap", prepared)  # a late open never runs on it
+
+
+def test_open_capture_that_fails_frees_its_preparation(mysql_server, tmp_path):
+    store = make_store(mysql_server, [f"missing_{uuid.uuid4().hex[:8]}"])
+    before = pausepoint_connections(mysql_server)
+    prepared = store.prepare_capture(tmp_path / "cap")
+    with pytest.raises(CaptureError, match="failed before its snapshot opened"):
+        store.open_capture(tmp_path / "cap", prepared)
+    assert pausepoint_connections(mysql_server) == before
+    assert not prepared.secret_dir.exists()
+    assert prepared.state == "taken" and prepared.monitor is None
+    prepared.release()  # the open took it over: nothing left to free, no error
 
 
 def test_restore_into_non_empty_target_is_refused_then_replaced(mysql_server, dbs, tmp_path):
@@ -318,7 +415,7 @@ def test_capture_and_restore_as_dedicated_user_with_awkward_password(mysql_serve
     store = MysqlStore(MysqlConfig(databases=dbs, **config), resolve)
     store.check()
     handle = store.open_capture(tmp_path / "cap")
-    assert handle.signal.startswith(("processlist", "dump exited"))
+    assert handle.signal.startswith(("dump said", "processlist", "dump exited"))
     result = store.finish_capture(handle)
     mapping = renamed(dbs, "usr")
     target = MysqlStore(MysqlConfig(databases=dbs, database_map=mapping, **config), resolve)

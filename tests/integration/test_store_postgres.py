@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from pausepoint.errors import (
+    CaptureError,
     CorruptArtifactError,
     StoreCheckError,
     TargetNotEmptyError,
@@ -206,6 +207,44 @@ def test_open_capture_is_fast_on_a_large_table(pg_server, source_db, tmp_path):
     store.abort_capture(handle)
     store.abort_capture(handle)  # idempotent
     assert elapsed < 2.0
+
+
+def sessions(server: PostgresServer, db: str) -> int:
+    with server.connect() as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = "
+            "'pausepoint'",
+            (db,),
+        ).fetchone()[0]
+
+
+def test_prepared_connection_opens_the_snapshot_or_is_released(pg_server, source_db, tmp_path):
+    store = make_store(pg_server, source_db)
+    prepared = store.prepare_capture(tmp_path / "cap")
+    assert sessions(pg_server, source_db) == 1  # connected and authenticated before the pause
+    handle = store.open_capture(tmp_path / "cap", prepared)
+    assert handle.conn is prepared.conn  # the window only ran BEGIN and pg_export_snapshot()
+    prepared.release()  # taken over: does not close the handle's connection
+    assert not handle.conn.closed
+    store.finish_capture(handle)
+    assert sessions(pg_server, source_db) == 0
+
+    unopened = store.prepare_capture(tmp_path / "cap2")
+    assert sessions(pg_server, source_db) == 1
+    unopened.release()
+    unopened.release()
+    assert sessions(pg_server, source_db) == 0
+    with pytest.raises(CaptureError, match="already released"):
+        store.open_capture(tmp_path / "cap2", unopened)
+
+
+def test_prepared_connection_lost_before_the_window_is_replaced(pg_server, source_db, tmp_path):
+    store = make_store(pg_server, source_db)
+    prepared = store.prepare_capture(tmp_path / "cap")
+    prepared.conn.close()
+    handle = store.open_capture(tmp_path / "cap", prepared)
+    assert handle.snapshot_id
+    store.finish_capture(handle)
 
 
 def test_abort_after_finish_is_harmless(pg_server, source_db, tmp_path):

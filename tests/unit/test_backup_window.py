@@ -18,7 +18,7 @@ import pytest
 from pausepoint.backup import BackupRun, StoreSlot
 from pausepoint.errors import CaptureError, PauseError, VerificationError
 from pausepoint.site import PauseSettings, parse_site
-from pausepoint.stores.base import CaptureHandle, Store, StoreCapture
+from pausepoint.stores.base import CaptureHandle, PreparedCapture, Store, StoreCapture
 from pausepoint.window import PauseSession
 from tests.unit.test_window import T1, T2, T3, FakeAdmin
 
@@ -28,18 +28,46 @@ class FakeHandle(CaptureHandle):
         self.opened_at = datetime.now(UTC)
 
 
+class FakePrepared(PreparedCapture):
+    def __init__(self, workdir: Path):
+        super().__init__(workdir)
+        self.freed = 0
+
+    def free(self) -> None:
+        self.freed += 1
+
+
 class FakeStore(Store):
     kind = "fake"
 
-    def __init__(self, name: str, admin: FakeAdmin, fail: bool = False, delay_s: float = 0):
+    def __init__(
+        self,
+        name: str,
+        admin: FakeAdmin,
+        fail: bool = False,
+        delay_s: float = 0,
+        fail_prepare: bool = False,
+    ):
         self._name, self.admin, self.fail, self.delay_s = name, admin, fail, delay_s
+        self.fail_prepare = fail_prepare
         self.opened_while_paused: bool | None = None
+        self.prepared: list[FakePrepared] = []
+        self.prepared_while_paused: bool | None = None
 
     @property
     def name(self) -> str:
         return self._name
 
-    def open_capture(self, workdir: Path) -> CaptureHandle:
+    def prepare_capture(self, workdir: Path) -> PreparedCapture:
+        self.prepared_while_paused = any(self.admin.paused.get(t) for t in (T1, T2, T3))
+        if self.fail_prepare:
+            raise CaptureError(f"store {self._name}: cannot connect")
+        self.prepared.append(FakePrepared(workdir))
+        return self.prepared[-1]
+
+    def open_capture(self, workdir: Path, prepared: PreparedCapture | None = None) -> CaptureHandle:
+        if prepared is not None:
+            prepared.take()
         time.sleep(self.delay_s)
         self.opened_while_paused = all(self.admin.paused.get(t) for t in (T1, T2, T3))
         if self.fail:
@@ -96,23 +124,38 @@ def make_run(admin: FakeAdmin, stores: list[FakeStore]) -> BackupRun:
 
 
 def run_window(run: BackupRun, hold_ms: int = 0) -> dict[str, BaseException | object]:
-    """Start the window steps first (as the flow does), then pause; collect each outcome."""
+    """As flows/backup.py's _window: prepare every capture, start the window steps (they wait),
+    then pause unless a preparation failed; collect each outcome; release what is left."""
+    outcome: dict[str, BaseException | object] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
+        prepares = [pool.submit(run.prepare_capture, s) for s in run.slots]
+        for i, f in enumerate(prepares):
+            outcome[f"prepare{i}"] = f.exception() or True
         opens = [pool.submit(run.open_capture_in_window, s) for s in run.slots]
         verify = pool.submit(run.hold_and_verify, hold_ms)
         unpause = pool.submit(run.unpause_when_closing)
         time.sleep(0.02)  # the steps are now waiting, as the flow's tasks would be
-        outcome: dict[str, BaseException | object] = {}
-        try:
-            run.pause()
-            outcome["pause"] = True
-        except BaseException as exc:
-            outcome["pause"] = exc
+        if any(v is not True for v in outcome.values()):
+            outcome["pause"] = None
+            run.signals.closing.set()
+        else:
+            try:
+                run.pause()
+                outcome["pause"] = True
+            except BaseException as exc:
+                outcome["pause"] = exc
         for i, f in enumerate(opens):
             outcome[f"open{i}"] = f.exception() or f.result()
         outcome["verify"] = verify.exception() or verify.result()
         outcome["unpause"] = unpause.exception() or unpause.result()
+    run.signals.closing.set()
+    run.release_prepared()
     return outcome
+
+
+def preparations(stores: list[FakeStore]) -> list[tuple[str, int]]:
+    """(state, times freed) of every preparation the stores made."""
+    return [(p.state, p.freed) for s in stores for p in s.prepared]
 
 
 def test_window_all_good_opens_every_store_inside_pause_then_unpauses():
@@ -120,8 +163,19 @@ def test_window_all_good_opens_every_store_inside_pause_then_unpauses():
     stores = [FakeStore("a", admin), FakeStore("b", admin, delay_s=0.01)]
     run = make_run(admin, stores)
     out = run_window(run, hold_ms=30)
-    assert out == {"pause": True, "open0": True, "open1": True, "verify": True, "unpause": None}
+    assert out == {
+        "prepare0": True,
+        "prepare1": True,
+        "pause": True,
+        "open0": True,
+        "open1": True,
+        "verify": True,
+        "unpause": None,
+    }
     assert all(s.opened_while_paused for s in stores)
+    assert not any(s.prepared_while_paused for s in stores)  # prepared BEFORE the pause
+    # each open took its preparation over: the handle, not the run, frees it
+    assert preparations(stores) == [("taken", 0), ("taken", 0)]
     rec = run.session.record()
     assert rec.length_ms >= 30
     assert not any(admin.paused.values())
@@ -138,6 +192,47 @@ def test_window_pause_fails_skips_opens_and_unpauses_what_was_paused():
     assert stores[0].opened_while_paused is None  # never opened
     assert set(admin.unpaused_targets()) == {T1, T2}
     assert not any(admin.paused.values())
+    assert preparations(stores) == [("released", 1)]  # its connections are not left open
+
+
+def test_window_prepare_fails_pauses_nothing_and_releases_the_other_preparations():
+    admin = FakeAdmin()
+    stores = [FakeStore("a", admin), FakeStore("b", admin, fail_prepare=True)]
+    run = make_run(admin, stores)
+    out = run_window(run)
+    assert isinstance(out["prepare1"], CaptureError)
+    assert out["pause"] is None and out["open0"] is False and out["verify"] is False
+    assert admin.paused == {} or not any(admin.paused.values())
+    assert admin.unpaused_targets() == []  # nothing was paused, nothing to unpause
+    assert run.session.unpaused_everything  # so the lease is released, not left active
+    assert preparations(stores) == [("released", 1)]
+
+
+def test_release_prepared_after_a_failed_open_frees_nothing_twice():
+    admin = FakeAdmin()
+    stores = [FakeStore("a", admin, fail=True), FakeStore("b", admin)]
+    run = make_run(admin, stores)
+    out = run_window(run, hold_ms=5000)
+    assert isinstance(out["open0"], CaptureError)
+    # a took its preparation over (and failed: freeing it was its job); b's open may or may
+    # not have run before the window closed: either taken, or released by the run
+    assert stores[0].prepared[0].state == "taken"
+    assert preparations(stores)[1] in (("taken", 0), ("released", 1))
+    run.release_prepared()
+    run.fail([CaptureError("x")])
+    assert all(freed <= 1 for _, freed in preparations(stores))
+
+
+def test_a_preparation_released_first_cannot_be_opened():
+    admin = FakeAdmin()
+    store = FakeStore("a", admin)
+    run = make_run(admin, [store])
+    run.prepare_capture(run.slots[0])
+    prepared = run.slots[0].prepared
+    run.release_prepared()
+    assert run.slots[0].prepared is None and prepared.state == "released"
+    with pytest.raises(RuntimeError, match="already released"):
+        prepared.take()
 
 
 def test_window_open_fails_skips_verify_and_unpauses():
@@ -153,8 +248,8 @@ def test_window_node_restarted_fails_verification_and_unpauses():
     admin = FakeAdmin()
 
     class Restarting(FakeStore):
-        def open_capture(self, workdir):
-            handle = super().open_capture(workdir)
+        def open_capture(self, workdir, prepared=None):
+            handle = super().open_capture(workdir, prepared)
             admin.paused[T2] = False  # the node came back unpaused during the window
             return handle
 

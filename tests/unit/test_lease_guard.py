@@ -53,7 +53,7 @@ class HungStore(FakeStore):
         super().__init__(name, admin)
         self.release = threading.Event()
 
-    def open_capture(self, workdir: Path):
+    def open_capture(self, workdir: Path, prepared=None):
         self.release.wait(10)
         return FakeHandle()
 
@@ -117,7 +117,13 @@ def test_lease_released_after_a_normal_window_and_timer_cancelled(catalog):
     run = make_run(admin, catalog, [FakeStore("a", admin)])
     run.take_lease(hold_ms=0)
     out = run_window(run, hold_ms=10)
-    assert out == {"pause": True, "open0": True, "verify": True, "unpause": None}
+    assert out == {
+        "prepare0": True,
+        "pause": True,
+        "open0": True,
+        "verify": True,
+        "unpause": None,
+    }
     lease = run.end_lease()
     assert lease is not None and lease.state == "released"
     assert catalog.get_lease("demo", run.run_id).state == "released"
