@@ -8,8 +8,11 @@
               -> hold; CheckPaused on every node; node set unchanged
               -> unpause every node (always)
               -> end the lease (released; left active for the watchdog if unpause failed)
-              -> finish_capture on every store                         in parallel
-              -> register restore point, publish it
+              -> finish_capture on every store (a progress bar)         in parallel
+              -> register restore point, publish it (markdown, table, catalog link)
+              -> event pausepoint.backup.completed (or .failed, with the error)
+
+Preflight to the end of the lease run under the site's pause lock (tasks.pause_lock).
 
 Any failure registers nothing and sweeps the run's files; unpause failures outrank pause
 failures, which outrank verification failures (pausepoint.errors.most_severe).
@@ -26,7 +29,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pausepoint.backup import BackupRun
 from pausepoint.errors import CaptureError, most_severe
 from pausepoint.requests import BackupRequest
+from tasks import events
 from tasks.backup_steps import (
+    begin_copy,
     begin_point,
     check_nodes,
     check_store,
@@ -134,16 +139,20 @@ def backup(request: BackupRequest) -> str:
                 errors += _results([open_capture.submit(run, slot) for slot in run.slots])
         if errors:
             raise run.fail(errors)
-        errors = _results([finish_capture.submit(run, slot) for slot in run.slots])
+        shown = begin_copy(run)
+        errors = _results([finish_capture.submit(run, slot, shown) for slot in run.slots])
         if errors:
             raise run.fail(errors)
         point = register_point(run)
-        publish_restore_point(point)
+        publish_restore_point(point, catalog)
+        events.backup_completed(point)
         return point.id
     except BaseException as exc:
         # Anything that failed before registration leaves nothing staged behind.
         if run.pending is not None and run.point is None and not run.failed:
             run.fail([exc])
+        if run.point is None:
+            events.backup_failed(site.site, exc, run.pending.id if run.pending else None)
         raise
     finally:
         if client is not None:

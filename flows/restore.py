@@ -18,6 +18,7 @@ from flows.backup import _results
 from pausepoint.errors import most_severe
 from pausepoint.requests import RestoreRequest
 from pausepoint.restore import RestoreRun, load_target
+from tasks import events
 from tasks.pause_lock import site_pause_lock
 from tasks.reporting import publish_restore_report
 from tasks.restore_steps import (
@@ -55,6 +56,10 @@ def _restore_and_check(run: RestoreRun, client) -> list[tuple[str, bool, str]]:
     return checks
 
 
+def _target_name(run: RestoreRun) -> str:
+    return "the site's own databases" if run.in_place else "other databases (restore target)"
+
+
 @flow(name="restore", description="Restore Ledger and Auditor of a site to one restore point.")
 def restore(request: RestoreRequest) -> dict:
     """Restore ``request.point_id``; returns the checks that ran, each with its result."""
@@ -70,6 +75,10 @@ def restore(request: RestoreRequest) -> dict:
             checks = _restore_and_check(run, client)
         publish_restore_report(run.point, checks)
         run.raise_if_mismatch()
+        events.restore_completed(run.point, checks, target=_target_name(run))
         return {"point": run.point.id, "checks": [list(c) for c in checks]}
+    except BaseException as exc:
+        events.restore_failed(site.site, exc, request.point_id)
+        raise
     finally:
         client.close()

@@ -3,7 +3,10 @@ Prefect artifacts and the CLI."""
 
 from __future__ import annotations
 
+import hashlib
+
 from pausepoint.catalog.manifest import RestorePoint
+from pausepoint.stores.base import StoreCapture
 
 
 def _mb(n: int) -> str:
@@ -75,3 +78,47 @@ def restore_markdown(point: RestorePoint, checks: list[tuple[str, bool, str]]) -
     for name, ok, detail in checks:
         lines.append(f"| {name} | {'PASS' if ok else 'FAIL'} | {detail} |")
     return "\n".join(lines)
+
+
+def _digest(parts: list[str]) -> str:
+    """One sha256 over an order-independent list of hex digests."""
+    return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()
+
+
+def store_checksum(store: StoreCapture) -> str:
+    """sha256 of the store's artifacts: the file's own sha256 when there is one file, else a
+    sha256 over every file's (so the table shows one value per store)."""
+    if len(store.artifacts) == 1:
+        return store.artifacts[0].sha256
+    return _digest([f"{a.path} {a.sha256}" for a in store.artifacts])
+
+
+def store_fingerprint_digest(store: StoreCapture) -> str:
+    """sha256 over every table's rows and content hash: equal after a faithful restore."""
+    return _digest([f"{t} {f.rows} {f.hash}" for t, f in store.fingerprint.items()])
+
+
+def restore_point_rows(point: RestorePoint) -> list[dict[str, object]]:
+    """The restore point as table rows, one per store, each carrying the window it belongs to."""
+    w = point.window
+    rows: list[dict[str, object]] = []
+    for comp, rec in point.components.items():
+        for s in rec.stores:
+            rows.append(
+                {
+                    "point": point.id,
+                    "component": comp,
+                    "store": s.name,
+                    "kind": s.kind,
+                    "window_start": w.start.isoformat(),
+                    "window_end": w.end.isoformat(),
+                    "mid_time": w.mid.isoformat(),
+                    "write_stall_ms": round(w.write_stall_ms, 1) if w.paused else 0.0,
+                    "size_bytes": s.total_bytes,
+                    "sha256": store_checksum(s),
+                    "tables": len(s.fingerprint),
+                    "rows": sum(f.rows for f in s.fingerprint.values()),
+                    "fingerprint": store_fingerprint_digest(s),
+                }
+            )
+    return rows

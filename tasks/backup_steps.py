@@ -6,6 +6,7 @@ and unpause are never retried by Prefect (unpause retries itself, with backoff, 
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from prefect.logging import get_run_logger
@@ -13,8 +14,10 @@ from prefect.logging import get_run_logger
 from pausepoint.backup import BackupRun, StoreSlot
 from pausepoint.catalog.manifest import RestorePoint
 from pausepoint.clock import measure
-from pausepoint.errors import ClockSkewError
+from pausepoint.errors import CatalogError, ClockSkewError
+from pausepoint.progress import CaptureProgress
 from tasks._step import step
+from tasks.reporting import ProgressArtifact
 
 
 @step(name="check-store", retries=2, retry_delay_seconds=2)
@@ -143,17 +146,34 @@ def end_lease(run: BackupRun) -> str:
     return lease.state
 
 
+@step(name="begin-copy")
+def begin_copy(run: BackupRun) -> ProgressArtifact:
+    """The progress bar of the copy; each store's expected size is its size last time."""
+    previous = None
+    # Progress is advisory: a damaged old manifest costs only the estimate.
+    with contextlib.suppress(CatalogError):
+        ids = run.catalog.point_ids(run.site.site)
+        previous = run.catalog.get_point(run.site.site, ids[0]) if ids else None
+    tracker = CaptureProgress.from_previous([s.store.name for s in run.slots], previous)
+    assert run.pending is not None
+    return ProgressArtifact(run.site.site, run.pending.id, tracker)
+
+
 @step(name="finish-capture")
-def finish_capture(run: BackupRun, slot: StoreSlot) -> int:
+def finish_capture(run: BackupRun, slot: StoreSlot, shown: ProgressArtifact | None = None) -> int:
     logger = get_run_logger()
     last = [time.monotonic()]
 
     def progress(store: str, copied: int) -> None:
+        if shown is not None:
+            shown.copied(store, copied)
         if time.monotonic() - last[0] >= 5:  # a line every 5 s is enough to see it moving
             last[0] = time.monotonic()
             logger.info("store %s: %.1f MB copied", store, copied / 1e6)
 
     capture = run.finish_capture(slot, progress)
+    if shown is not None:
+        shown.done(slot.store.name)
     logger.info(
         "store %s: %d artifacts, %.1f MB, %d tables fingerprinted",
         capture.name,

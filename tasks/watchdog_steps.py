@@ -9,7 +9,6 @@ from __future__ import annotations
 from uuid import UUID
 
 from prefect import get_client
-from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
 
@@ -18,8 +17,7 @@ from pausepoint.catalog import Catalog
 from pausepoint.site import Site
 from pausepoint.watchdog import BrokenLease, WatchdogReport, run_watchdog
 from tasks._step import step
-
-ORPHANED_EVENT = "pausepoint.pause.orphaned"
+from tasks.events import PAUSE_ORPHANED, emit, flow_run_resource
 
 
 def _flow_run_id(run_id: str) -> UUID | None:
@@ -69,24 +67,11 @@ def announce_orphaned(site: str, broken: BrokenLease) -> str | None:
         }
     ]
     if _flow_run_id(lease.run_id) is not None:
-        related.append(
-            {
-                "prefect.resource.id": f"prefect.flow-run.{lease.run_id}",
-                "prefect.resource.role": "flow-run",
-            }
-        )
-    if lease.point_id is not None:
-        related.append(
-            {
-                "prefect.resource.id": f"pausepoint.restore-point.{site}.{lease.point_id}",
-                "prefect.resource.role": "restore-point",
-            }
-        )
-    event = emit_event(
-        event=ORPHANED_EVENT,
-        resource={"prefect.resource.id": f"pausepoint.site.{site}", "prefect.resource.name": site},
-        related=related,
-        payload={
+        related.append(flow_run_resource(lease.run_id))
+    return emit(
+        PAUSE_ORPHANED,
+        site,
+        {
             "run_id": lease.run_id,
             "owner": lease.owner,
             "deadline": lease.deadline.isoformat(),
@@ -96,5 +81,6 @@ def announce_orphaned(site: str, broken: BrokenLease) -> str | None:
             "left_alone": broken.left_alone,
             "reason": lease.broken_reason,
         },
+        point_id=lease.point_id,
+        related=related,
     )
-    return str(event.id) if event is not None else None

@@ -209,6 +209,10 @@ class Catalog:
             "(`pausepoint points list --site FILE`)."
         )
 
+    def manifest_location(self, site: str, point_id: str) -> str:
+        """Where a point's manifest lives (a path or a URL), to link the catalog entry."""
+        return self.driver.location(layout.manifest_key(site, point_id))
+
     def point_dir(self, site: str, point_id: str) -> Path:
         return self.driver.fetch_dir(layout.point_key(site, point_id))
 

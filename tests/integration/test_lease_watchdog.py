@@ -17,7 +17,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from prefect.settings import PREFECT_API_URL
 
@@ -30,6 +29,7 @@ from pausepoint.errors import LeaseError
 from pausepoint.requests import BackupRequest, WatchdogRequest
 from pausepoint.site import load_site
 from tasks.watchdog_steps import flow_run_alive
+from tests.support.prefect_api import read_events, wait_for
 from tests.support.small_site import SmallSite, pause_calls
 
 pytestmark = [pytest.mark.integration]
@@ -106,16 +106,7 @@ def _wait_until_paused(small_site: SmallSite, child: subprocess.Popen, log: Path
 
 
 def _orphaned_events(since: datetime) -> list[dict]:
-    body = {
-        "filter": {
-            "event": {"name": ["pausepoint.pause.orphaned"]},
-            "occurred": {"since": since.isoformat(), "until": datetime.now(UTC).isoformat()},
-        },
-        "limit": 10,
-    }
-    r = httpx.post(f"{PREFECT_API_URL.value()}/events/filter", json=body, timeout=10)
-    r.raise_for_status()
-    return r.json()["events"]
+    return read_events("pausepoint.pause.orphaned", since, limit=10)
 
 
 def test_backup_killed_in_its_window_is_unpaused_by_the_watchdog_after_the_deadline(
@@ -180,7 +171,7 @@ def test_backup_killed_in_its_window_is_unpaused_by_the_watchdog_after_the_deadl
     assert small_site.staged() == []
 
     # Announced as an event, with the site as its resource and the lease among the related.
-    events = _wait_for(lambda: _orphaned_events(started), timeout_s=30)
+    events = wait_for(lambda: _orphaned_events(started), timeout_s=30)
     [event] = events
     assert event["resource"]["prefect.resource.id"] == f"pausepoint.site.{site}"
     related = {r["prefect.resource.id"] for r in event["related"]}
@@ -197,13 +188,3 @@ def _sleep_until(at: datetime) -> None:
     left = (at - datetime.now(UTC)).total_seconds()
     if left > 0:
         time.sleep(left)
-
-
-def _wait_for(fetch, timeout_s: float) -> list:
-    # Events reach the API through Prefect's events worker, a moment after they are emitted.
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = fetch()
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)

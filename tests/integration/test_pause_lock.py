@@ -56,12 +56,13 @@ def test_two_backups_started_together_pause_one_after_the_other(small_site):
 def test_a_lock_held_past_the_timeout_stops_the_backup_before_any_pause(small_site):
     small_site.edit(lambda d: d.setdefault("pause", {}).update(lock_timeout_s=1))
     backup(BackupRequest(site_file=str(small_site.path)))  # creates the limit
-    small_site.points()[0]  # one point so far
     name = lock_name(_site_name(small_site))
     calls_before = pause_calls(small_site)
-    with concurrency(name, occupy=1, strict=True, lease_duration=60):
-        with pytest.raises(PauseLockError) as e:
-            backup(BackupRequest(site_file=str(small_site.path)))
+    with (
+        concurrency(name, occupy=1, strict=True, lease_duration=60),
+        pytest.raises(PauseLockError) as e,
+    ):
+        backup(BackupRequest(site_file=str(small_site.path)))
     assert f"held the pause lock {name!r}" in str(e.value)
     assert "pause.lock_timeout_s=1" in str(e.value)
     assert pause_calls(small_site) == calls_before

@@ -19,6 +19,7 @@ from pausepoint.requests import BackupRequest, RestoreRequest
 from pausepoint.site import load_site
 from tests.support.bank_app import BankApp, check_consistent, create_schema
 from tests.support.gate_server import start_gate_cluster
+from tests.support.prefect_api import latest_artifact
 from tests.support.sites import SiteDbs
 
 pytestmark = [pytest.mark.integration]
@@ -34,15 +35,7 @@ LAYOUTS = {
 
 
 def artifact_markdown(key: str) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
-        )
-    assert found, f"no artifact with key {key!r}"
-    return str(max(found, key=lambda a: a.created).data)
+    return str(latest_artifact(key).data)
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
