@@ -36,3 +36,17 @@ def test_demo_site_template_is_valid_once_filled():
 
 
 # prefect.yaml and the per-environment files under deployments/: tests/unit/test_prefect_yaml.py
+
+
+def test_the_automation_file_in_the_docs_is_one_prefect_accepts():
+    import re
+
+    from prefect.events.schemas.automations import AutomationCore
+
+    text = (ROOT / "docs/automations.md").read_text()
+    [block] = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    automation = AutomationCore.model_validate(yaml.safe_load(block))
+    assert automation.trigger.expect == {"pausepoint.backup.failed"}
+    assert automation.actions[0].parameters == {
+        "request": {"site_file": "deployments/production/site.yaml"}
+    }
