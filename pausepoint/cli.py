@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pausepoint.errors import PausepointError
+from pausepoint.errors import ConfigError, PausepointError
 from pausepoint.site import Site
 
 
@@ -74,6 +74,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     dr.add_argument("--site", required=True)
     dr.add_argument("--target", required=True, help="restore target file of scratch databases")
+
+    sv = sub.add_parser(
+        "serve",
+        help="serve every flow on its schedule from this process (no work pool, no worker)",
+        description="Registers prefect.yaml's deployments (backup, restore, watchdog, prune, "
+        "drill) with the Prefect API at PREFECT_API_URL, with their schedules, parameters and "
+        "concurrency limits, and runs their flows in subprocesses of this process until it is "
+        "stopped (the schedules are then paused). The site file replaces the environment's. "
+        "Needs a checkout of pausepoint (prefect.yaml, deployments/).",
+    )
+    sv.add_argument("--site", required=True, help="site file (YAML)")
+    sv.add_argument(
+        "--drill-target",
+        help="restore target of scratch databases for the weekly drill; without it the drill "
+        "is not served",
+    )
+    sv.add_argument(
+        "--env",
+        help="take the parameter values (labels, retention) from deployments/ENV/parameters.yaml"
+        " (default: the requests' defaults)",
+    )
     return p
 
 
@@ -196,6 +217,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _prune(args)
     if args.command == "drill":
         return _drill(args)
+    if args.command == "serve":
+        return _serve(args)
     raise AssertionError(args.command)
 
 
@@ -237,6 +260,22 @@ def _drill(args: argparse.Namespace) -> int:
     for check in record["checks"]:
         print(f"{'PASS' if check['passed'] else 'FAIL'}  {check['name']}: {check['detail']}")
     print(f"\ndrill of restore point {record['point_id']} passed")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serve the deployments of prefect.yaml from this process (deployments/serve.py)."""
+    home = os.environ.get("PAUSEPOINT_HOME")
+    if home and home not in sys.path:
+        sys.path.insert(0, home)
+    try:
+        from deployments.serve import serve
+    except ImportError:
+        raise ConfigError(
+            "`pausepoint serve` runs from a checkout of pausepoint (it reads prefect.yaml and "
+            "deployments/): run it there, or set PAUSEPOINT_HOME to the checkout"
+        ) from None
+    serve(args.site, args.drill_target, args.env)
     return 0
 
 
