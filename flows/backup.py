@@ -26,6 +26,7 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows._common import results
 from pausepoint.backup import BackupRun
 from pausepoint.errors import CaptureError, most_severe
 from pausepoint.requests import BackupRequest
@@ -52,22 +53,12 @@ from tasks.reporting import publish_restore_point
 from tasks.site_steps import connect, load_site
 
 
-def _results(futures) -> list[BaseException]:
-    errors: list[BaseException] = []
-    for f in futures:
-        try:
-            f.result()
-        except BaseException as exc:  # collect every failure; the worst is chosen later
-            errors.append(exc)
-    return errors
-
-
 def _preflight(run: BackupRun) -> None:
     futures = [check_store.submit(run, slot) for slot in run.slots]
     if run.needs_pause:
         futures.append(check_nodes.submit(run))
     futures.append(measure_clock.submit(run))
-    errors = _results(futures)
+    errors = results(futures)
     if errors:
         raise most_severe(errors)  # type: ignore[misc]
 
@@ -76,7 +67,7 @@ def _window(run: BackupRun, hold: int) -> list[BaseException]:
     """Prepare every capture, then pause, open every snapshot, hold, verify, unpause: the steps
     inside the window are submitted first and wait for their signal; unpause always runs. A
     preparation that fails pauses nothing; preparations no open step took over are released."""
-    errors = _results([prepare_capture.submit(run, slot) for slot in run.slots])
+    errors = results([prepare_capture.submit(run, slot) for slot in run.slots])
     opens = [open_capture.submit(run, slot) for slot in run.slots]
     verify = hold_and_verify.submit(run, hold)
     unpause = unpause_nodes.submit(run)
@@ -99,7 +90,7 @@ def _window(run: BackupRun, hold: int) -> list[BaseException]:
     finally:
         if errors:
             run.signals.closing.set()
-        errors += _results([*(f for f in opens if f.state.is_final()), verify])
+        errors += results([*(f for f in opens if f.state.is_final()), verify])
         try:
             unpause.result()
         except BaseException as exc:
@@ -136,11 +127,11 @@ def backup(request: BackupRequest) -> str:
                 end_lease(run)
             else:
                 logger.info("the whole site lives in one transactional store: no pause is needed")
-                errors += _results([open_capture.submit(run, slot) for slot in run.slots])
+                errors += results([open_capture.submit(run, slot) for slot in run.slots])
         if errors:
             raise run.fail(errors)
         shown = begin_copy(run)
-        errors = _results([finish_capture.submit(run, slot, shown) for slot in run.slots])
+        errors = results([finish_capture.submit(run, slot, shown) for slot in run.slots])
         if errors:
             raise run.fail(errors)
         point = register_point(run)

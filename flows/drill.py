@@ -18,43 +18,21 @@ from datetime import UTC, datetime
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.backup import _results
+from flows._common import Check, restore_and_check
 from pausepoint.catalog import open_catalog
 from pausepoint.drill import drill_record
-from pausepoint.errors import most_severe
 from pausepoint.requests import DrillRequest
 from pausepoint.restore import RestoreRun, load_target
 from tasks._step import secret_resolver
 from tasks.drill_steps import check_scratch, pick_newest_point, publish_drill_report, record_drill
-from tasks.restore_steps import check_target, restore_store, validate_point, verify_store
 from tasks.site_steps import load_site
 
 
-def _exercise(run: RestoreRun, checks: list[tuple[str, bool, str]]) -> None:
+def _exercise(run: RestoreRun, checks: list[Check]) -> None:
     """The restore flow's steps into the scratch target; appends each check as it passes."""
-    checks.append(("restore point complete and intact", True, validate_point(run)))
     if any(s.in_place for s in run.slots):  # check_scratch refused this already; never restore
         raise AssertionError("a drill slot restores over the site's own database")
-    errors = _results([check_target.submit(run, s) for s in run.slots])
-    if errors:
-        raise most_severe(errors)  # type: ignore[misc]
-    checks.append(("scratch targets ready", True, f"{len(run.slots)} stores, replaced"))
-    errors = _results([restore_store.submit(run, s) for s in run.slots])
-    if errors:
-        raise most_severe(errors)  # type: ignore[misc]
-    checks.append(("restored", True, f"{len(run.slots)} stores"))
-    errors = _results([verify_store.submit(run, s) for s in run.slots])
-    if errors:
-        raise most_severe(errors)  # type: ignore[misc]
-    for s in run.slots:
-        ok = not s.fingerprint_problems
-        detail = (
-            f"{len(s.capture.fingerprint)} tables, "
-            f"{sum(f.rows for f in s.capture.fingerprint.values())} rows match"
-            if ok
-            else "; ".join(s.fingerprint_problems)
-        )
-        checks.append((f"fingerprint {s.component}/{s.store.name}", ok, detail))
+    restore_and_check(run, checks)
     run.raise_if_mismatch()
 
 
@@ -71,7 +49,7 @@ def drill(request: DrillRequest) -> dict:
     catalog = open_catalog(site.catalog)
     point = pick_newest_point(catalog, site)
     started = datetime.now(UTC)
-    checks: list[tuple[str, bool, str]] = []
+    checks: list[Check] = []
     failure: BaseException | None = None
     try:
         run = RestoreRun.prepare(site, catalog, point.id, target, secret_resolver())

@@ -14,46 +14,13 @@ from contextlib import nullcontext
 
 from prefect import flow
 
-from flows.backup import _results
-from pausepoint.errors import most_severe
+from flows._common import Check, restore_and_check
 from pausepoint.requests import RestoreRequest
 from pausepoint.restore import RestoreRun, load_target
 from tasks import events
 from tasks.pause_lock import site_pause_lock
 from tasks.reporting import publish_restore_report
-from tasks.restore_steps import (
-    check_nodes_stopped,
-    check_target,
-    restore_store,
-    validate_point,
-    verify_store,
-)
 from tasks.site_steps import connect, load_site
-
-
-def _restore_and_check(run: RestoreRun, client) -> list[tuple[str, bool, str]]:
-    """Every step of a restore, in order; returns each check with its result."""
-    checks: list[tuple[str, bool, str]] = []
-    checks.append(("restore point complete and intact", True, validate_point(run)))
-    checks.append(("ScalarDL nodes", True, check_nodes_stopped(run, client)))
-    errors = _results([check_target.submit(run, s) for s in run.slots])
-    if errors:
-        raise most_severe(errors)  # type: ignore[misc]
-    checks.append(("targets ready", True, f"{len(run.slots)} stores"))
-    errors = _results([restore_store.submit(run, s) for s in run.slots])
-    if errors:
-        raise most_severe(errors)  # type: ignore[misc]
-    _results([verify_store.submit(run, s) for s in run.slots])
-    for s in run.slots:
-        ok = not s.fingerprint_problems
-        detail = (
-            f"{len(s.capture.fingerprint)} tables, "
-            f"{sum(f.rows for f in s.capture.fingerprint.values())} rows match"
-            if ok
-            else "; ".join(s.fingerprint_problems)
-        )
-        checks.append((f"fingerprint {s.component}/{s.store.name}", ok, detail))
-    return checks
 
 
 def _target_name(run: RestoreRun) -> str:
@@ -70,9 +37,10 @@ def restore(request: RestoreRequest) -> dict:
     client, resolver, catalog = connect(site)
     try:
         run = RestoreRun.prepare(site, catalog, request.point_id, target, resolver)
+        checks: list[Check] = []
         # Over the site's own databases no backup may pause it meanwhile; scratch targets are free.
         with site_pause_lock(site, "restore") if run.in_place else nullcontext():
-            checks = _restore_and_check(run, client)
+            restore_and_check(run, checks, client)
         publish_restore_report(run.point, checks)
         run.raise_if_mismatch()
         events.restore_completed(run.point, checks, target=_target_name(run))
