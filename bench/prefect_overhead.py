@@ -104,6 +104,25 @@ class Api:
             time.sleep(0.5)
 
 
+def _gaps(start: datetime, end: datetime, spans: list[tuple[str, datetime, datetime]]) -> list:
+    """Stretches of the flow run with no task running: (after task, before task, ms)."""
+    out, cursor, last = [], start, "run start"
+    for name, a, b in sorted(spans, key=lambda s: s[1]):
+        if a > cursor:
+            out.append((last, _base(name), _ms(cursor, a)))
+        if b > cursor:
+            cursor, last = b, _base(name)
+    if end > cursor:
+        out.append((last, "run end", _ms(cursor, end)))
+    return out
+
+
+def _base(task_run_name: str) -> str:
+    """'finish-capture-7a3' -> 'finish-capture' (Prefect appends a random suffix)."""
+    head, _, tail = task_run_name.rpartition("-")
+    return head if head and len(tail) == 3 else task_run_name
+
+
 def measure(api: Api, site_file: Path, run_id: str, wall_s: float, **extra) -> dict:
     """The figures of one backup run; its restore point is deleted afterwards."""
     from pausepoint.catalog import open_catalog
@@ -134,6 +153,7 @@ def measure(api: Api, site_file: Path, run_id: str, wall_s: float, **extra) -> d
         "rest_ms": run_ms - w.write_stall_ms - copy_ms,
         "untasked_ms": run_ms - _union_ms([(a, b) for _, a, b in spans]),
         "task_runs": len(tasks),
+        "gaps": _gaps(start, end, spans),
         **extra,
     }
     catalog.delete_point(site.site, point.id)
@@ -198,6 +218,13 @@ def summarize(runs: list[dict]) -> dict:
         if xs:
             out[k] = {"p50": pct(xs, 50), "p95": pct(xs, 95), "min": min(xs), "max": max(xs)}
     out["wall_s"] = {"p50": pct([r["wall_s"] for r in runs], 50)}
+    gaps: dict[str, list[float]] = {}
+    for r in runs:
+        for before, after, ms in r["gaps"]:
+            gaps.setdefault(f"{before} -> {after}", []).append(ms)
+    # The largest stretches without a task, by total over the runs; p50 per run it occurred in.
+    top = sorted(gaps.items(), key=lambda kv: -sum(kv[1]))[:6]
+    out["gaps"] = {k: {"p50": pct(v, 50), "n": len(v)} for k, v in top}
     out["n"] = len(runs)
     return out
 
@@ -229,6 +256,11 @@ def render(results: dict) -> str:
         )
     lines.append("")
     lines.append("Milliseconds, p50 / p95 over the recorded runs.")
+    for mode, s in results["summary"].items():
+        lines.append("")
+        lines.append(f"Largest stretches without a running task ({mode}; p50 ms, runs):")
+        for k, g in s["gaps"].items():
+            lines.append(f"- {k}: {g['p50']:.0f} ({g['n']})")
     return "\n".join(lines)
 
 
