@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the database servers and client tools the integration tests and the demo run against:
-# PostgreSQL (server + pg_dump/pg_restore) and MariaDB (server + mariadb-dump/mariadb).
+# PostgreSQL (server + pg_dump/pg_restore) and MariaDB (server + mariadb-dump/mariadb); and
+# Chromium (with a text font), which the end-to-end tests run headless against the Prefect UI.
 # Idempotent: installs only what is missing, runs `apt-get update` at most once, never prompts.
 # The test fixtures start their own private instances; this script never starts or configures
 # a system service.
@@ -16,6 +17,7 @@ declare -A wanted=(
   [mariadb]=mariadb-client
   [mariadbd]=mariadb-server
   [mariadb-install-db]=mariadb-server
+  [chromium]=chromium
 )
 
 have() {
@@ -35,8 +37,14 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   missing+=(postgresql)
 fi
 
+# Headless Chromium renders the UI's text with the system's fonts; the package does not pull one
+# in without its recommends.
+if ! compgen -G "/usr/share/fonts/truetype/liberation/*.ttf" >/dev/null; then
+  missing+=(fonts-liberation)
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-servers: postgresql and mariadb are already installed"
+  echo "install-servers: postgresql, mariadb and chromium are already installed"
   exit 0
 fi
 
