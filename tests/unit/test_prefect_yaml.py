@@ -1,5 +1,5 @@
 """prefect.yaml, the per-environment files and the served deployments agree (no server here;
-tests/e2e/test_prefect_yaml.py deploys them for real)."""
+tests/e2e/test_deploy_all.py deploys them for real)."""
 
 from __future__ import annotations
 
