@@ -351,7 +351,7 @@ def test_backup_flow_run_page_shows_the_task_graph_and_the_restore_point(
     point_id = restore_point_id(api, flow_run_id, site)
 
     shot = tmp_path / "backup-flow-run.png"
-    with Chromium(tmp_path / "chromium", width=1440, height=1000) as page:
+    with Chromium(tmp_path / "chromium", width=1440, height=1200) as page:
         page.open(f"{prefect_server.ui_url}/runs/flow-run/{flow_run_id}")
         # The tabs appear once the run is loaded; Artifacts is shown for a finished run.
         page.wait_for(_tab("Artifacts") + " !== undefined", "the run's tabs")
@@ -362,11 +362,14 @@ def test_backup_flow_run_page_shows_the_task_graph_and_the_restore_point(
                 const c = cards.find(c => c.querySelector('.artifact-card__title')
                     ?.textContent.trim() === {site + "-restore-point"!r});
                 const text = c ? c.textContent.replace(/\\s+/g, ' ').trim() : '';
-                return text.includes({"restore point " + point_id!r}) ? text : null;
+                if (!text.includes({"restore point " + point_id!r})) return null;
+                return {{text, bottom: c.getBoundingClientRect().bottom,
+                         height: window.innerHeight}};
             }})()""",
             "the restore point artifact card",
         )
-        assert f"restore point {point_id}" in card and "markdown" in card.lower()
+        assert f"restore point {point_id}" in card["text"] and "markdown" in card["text"].lower()
+        assert card["bottom"] <= card["height"], "the restore point card is below the screenshot"
         graph = page.wait_for(
             """(() => {
                 const c = document.querySelector('.flow-run-graph .run-graph__stage canvas');
