@@ -55,6 +55,9 @@ class BackupRequest(_Request):
         default_factory=dict,
         title="Labels",
         description="Recorded in the restore point (e.g. reason: pre-upgrade).",
+        # Pydantic states the key rule as patternProperties only, which lets any other key
+        # through the server's schema check; refuse those there too.
+        json_schema_extra={"additionalProperties": False},
     )
 
 

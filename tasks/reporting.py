@@ -3,6 +3,7 @@ the copy's progress while stores are captured, and the restore report."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from uuid import UUID
 
@@ -55,10 +56,14 @@ def publish_restore_point(point: RestorePoint, catalog: Catalog) -> None:
 
 
 class ProgressArtifact:
-    """A progress bar in the UI, fed from the copy threads (updates are throttled)."""
+    """A progress bar in the UI, fed from the copy threads (updates are throttled). Updates go
+    out one at a time and only upwards: copy threads finishing together must not leave an
+    earlier, lower value showing last."""
 
     def __init__(self, site: str, point_id: str, tracker: CaptureProgress):
         self.tracker = tracker
+        self._lock = threading.Lock()
+        self._shown = 0.0
         self.id: UUID = create_progress_artifact(  # type: ignore[assignment]
             progress=0.0,
             key=artifact_key(site, "capture-progress"),
@@ -66,14 +71,17 @@ class ProgressArtifact:
         )
 
     def _show(self, percent: float | None) -> None:
-        if percent is not None:
+        if percent is not None and percent > self._shown:
             update_progress_artifact(self.id, progress=round(percent, 1))
+            self._shown = percent
 
     def copied(self, store: str, n_bytes: int) -> None:
-        self._show(self.tracker.copied(store, n_bytes))
+        with self._lock:
+            self._show(self.tracker.copied(store, n_bytes))
 
     def done(self, store: str) -> None:
-        self._show(self.tracker.done(store))
+        with self._lock:
+            self._show(self.tracker.done(store))
 
 
 @step(name="publish-restore-report")

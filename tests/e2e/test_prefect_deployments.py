@@ -210,6 +210,13 @@ def test_invalid_requests_are_refused_over_rest(api, deployments, e2e_site):
     )
     assert r.status_code == 409 and "'label' was unexpected" in r.json()["detail"], r.text
 
+    bad_key = {"site_file": site_file, "labels": {"Bad Key": "x"}}  # label keys are lowercase
+    r = api.post(
+        f"/deployments/{deployments['backup']['id']}/create_flow_run",
+        json={"parameters": {"request": bad_key}},
+    )
+    assert r.status_code == 409 and "'Bad Key' does not match" in r.json()["detail"], r.text
+
     assert api.post("/flow_runs/count", json={}).json() == before
 
 
@@ -294,9 +301,8 @@ def _check_backup_extras(
         assert db.store_name in table["data"], (db.store_name, table["data"][:500])
     progress = arts[f"{site}-capture-progress"]
     assert progress["type"] == "progress" and progress["description"].endswith(point_id)
-    # Not `== 100` yet: the stores' copy threads each send their own final update, and one that
-    # lands late leaves an earlier percentage showing (seen: 33.3 after all three were done).
-    assert 0 < float(progress["data"]) <= 100.0
+    # Complete, also when the stores' copy threads finish together (updates only go upwards).
+    assert float(progress["data"]) == 100.0
     link = arts[f"{site}-catalog-entry"]  # a link artifact; the API stores it as markdown
     assert point_id in link["data"] and "manifest" in link["data"], link["data"]
     [event] = wait_for(

@@ -53,3 +53,12 @@ def test_labels_are_checked():
     assert parse_request(BackupRequest, site_file="s", labels={"reason": "pre-upgrade"}).labels
     with pytest.raises(ConfigError, match="labels"):
         parse_request(BackupRequest, site_file="s", labels={"Bad Key": "x"})
+
+
+def test_the_schema_the_server_checks_refuses_a_bad_label_key():
+    import jsonschema
+
+    schema = BackupRequest.model_json_schema()
+    jsonschema.validate({"site_file": "s", "labels": {"reason": "x"}}, schema)
+    with pytest.raises(jsonschema.ValidationError, match="'Bad Key' does not match"):
+        jsonschema.validate({"site_file": "s", "labels": {"Bad Key": "x"}}, schema)
