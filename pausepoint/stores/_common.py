@@ -405,7 +405,8 @@ class PipeToFile:
     bytes as they are written, so the artifact needs no second pass. zlib and hashlib release
     the GIL on large blocks, so the thread runs beside the caller's work. ``tap``, when given,
     sees every block of the uncompressed stream (as bytes) in the same pass; if it raises, its
-    error is kept in ``tap_error`` and the copy goes on without it.
+    error is kept in ``tap_error`` and the copy goes on without it. With ``start=False`` nothing
+    is read until :meth:`start`: the writer runs until the pipe is full, then waits.
     """
 
     def __init__(
@@ -416,6 +417,7 @@ class PipeToFile:
         gzip_level: int = 0,
         name: str = "dump",
         tap: Callable[[bytes], None] | None = None,
+        start: bool = True,
     ):
         self.path = path
         self.bytes_in = 0  # bytes read from the pipe
@@ -427,6 +429,17 @@ class PipeToFile:
         self._gzip_level = gzip_level
         self._tap = tap
         self._thread = threading.Thread(target=self._run, name=f"{name}-writer", daemon=True)
+        self._state_lock = threading.Lock()
+        self._state = "new"  # -> "copying" (start) or "closed" (join before start)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start copying (once). Until then the writer's pipe fills and the writer waits on it."""
+        with self._state_lock:
+            if self._state != "new":
+                return
+            self._state = "copying"
         self._thread.start()
 
     def _run(self) -> None:
@@ -459,6 +472,12 @@ class PipeToFile:
             self.bytes_written += len(data)
 
     def join(self, timeout: float | None = None) -> None:
+        with self._state_lock:
+            if self._state != "copying":  # never started: nothing will read the pipe
+                if self._state == "new":
+                    self._source.close()
+                self._state = "closed"
+                return
         self._thread.join(timeout)
 
     @property

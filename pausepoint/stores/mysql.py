@@ -778,6 +778,10 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
                 gzip_level=self.config.gzip_level,
                 name=self.name,
                 tap=rows.feed,
+                # Copy only in finish_capture, after the unpause: in the window the dump then
+                # stops once the pipe is full, and neither it nor the reader (hashing every row,
+                # with the GIL) competes with the window's own steps for the cores.
+                start=False,
             )
             signal = self._wait_for_snapshot(p, dump, talk)
             opened_at = datetime.now(UTC)
@@ -869,6 +873,7 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
         return None, None
 
     def _finish(self, h: MysqlCaptureHandle, progress: ProgressFn | None) -> StoreCapture:
+        h.sink.start()
         with ProgressPoller(self.name, progress, lambda: h.sink.bytes_written):
             rc = h.dump.wait()
             h.sink.join()

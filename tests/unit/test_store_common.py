@@ -173,3 +173,32 @@ def test_pipe_writer_raises_when_the_reader_is_gone(tmp_path):
             pipe.write(b"x" * 1_000_000)
     reader.stdin.close()
     reader.wait()
+
+
+def test_pipe_to_file_started_later_reads_nothing_until_then(tmp_path):
+    read_fd, write_fd = os.pipe()
+    sink = PipeToFile(io.FileIO(read_fd, "rb"), tmp_path / "out", start=False)
+    writer = io.FileIO(write_fd, "wb")
+    os.set_blocking(write_fd, False)
+    sent = 0
+    while (n := writer.write(b"x" * 65536)) is not None:  # None: the pipe is full
+        sent += n
+    assert sent > 0 and sink.bytes_in == 0 and not (tmp_path / "out").exists()
+    sink.start()
+    sink.start()  # once
+    writer.close()
+    sink.join()
+    assert sink.error is None and sink.bytes_in == sent == (tmp_path / "out").stat().st_size
+
+
+def test_pipe_to_file_never_started_closes_its_pipe_on_join(tmp_path):
+    read_fd, write_fd = os.pipe()
+    source = io.FileIO(read_fd, "rb")
+    sink = PipeToFile(source, tmp_path / "out", start=False)
+    sink.join()
+    sink.join()  # an abort may come twice
+    sink.start()  # too late: nothing starts after a join
+    assert source.closed and sink.bytes_in == 0
+    with pytest.raises(BrokenPipeError):  # a writer still on the pipe is stopped, not blocked
+        os.write(write_fd, b"x")
+    os.close(write_fd)
