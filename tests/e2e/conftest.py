@@ -70,6 +70,33 @@ def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory) -> Iterator[PrefectServer]:
+    """A server of the test module's own, for tests that deploy to an empty server."""
+    try:
+        server = start_server(tmp_path_factory.mktemp("prefect-own"))
+    except PrefectUnavailable as exc:
+        _unavailable(str(exc))
+    _LOGS.append(("prefect server (own)", server))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def deployments_by_name(server: PrefectServer) -> dict[str, dict]:
+    r = httpx.post(f"{server.url}/deployments/filter", json={}, timeout=30)
+    r.raise_for_status()
+    return {d["name"]: d for d in r.json()}
+
+
+def schedule_as_stored(config: dict) -> dict:
+    """A schedule of prefect.yaml as the API returns it."""
+    if "cron" in config:
+        return {"cron": config["cron"], "timezone": config["timezone"], "day_or": True}
+    return {"interval": float(config["interval"]), "timezone": "UTC"}
+
+
 @pytest.fixture(scope="session")
 def deployments(prefect_server: PrefectServer) -> dict[str, dict]:
     """The project's deployments, made by `prefect deploy --all --no-prompt` from the repository

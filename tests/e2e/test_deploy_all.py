@@ -6,56 +6,30 @@ The flows are not run here (tests/e2e/test_prefect_deployments.py runs them with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from deployments.environment import ROOT, resolve
 from deployments.serve import deployment_specs
-from harness.prefect_server import PrefectServer, PrefectUnavailable, start_server
+from tests.e2e.conftest import deployments_by_name, schedule_as_stored
 
 pytestmark = pytest.mark.e2e
 POINT = "20261128T003119Z-3f9a"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[PrefectServer]:
-    try:
-        srv = start_server(tmp_path_factory.mktemp("prefect-yaml"))
-    except PrefectUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-def _deployments(server: PrefectServer) -> dict[str, dict]:
-    r = httpx.post(f"{server.url}/deployments/filter", json={}, timeout=30)
-    r.raise_for_status()
-    return {d["name"]: d for d in r.json()}
-
-
-def _schedule(config: dict) -> dict:
-    if "cron" in config:
-        return {"cron": config["cron"], "timezone": config["timezone"], "day_or": True}
-    return {"interval": float(config["interval"]), "timezone": "UTC"}
-
-
-def test_deploy_all_registers_what_prefect_yaml_says(server, monkeypatch):
+def test_deploy_all_registers_what_prefect_yaml_says(own_server, monkeypatch):
     monkeypatch.delenv("PAUSEPOINT_HOME", raising=False)  # resolved by each worker, not here
-    server.cli("work-pool", "create", "pausepoint", "--type", "process")
+    own_server.cli("work-pool", "create", "pausepoint", "--type", "process")
 
     # Without an environment the build step stops the deploy before anything is registered.
     monkeypatch.delenv("PAUSEPOINT_ENV", raising=False)
-    refused = server.cli("deploy", "--all", "--no-prompt", cwd=ROOT, check=False)
+    refused = own_server.cli("deploy", "--all", "--no-prompt", cwd=ROOT, check=False)
     assert refused.returncode != 0
     assert "PAUSEPOINT_ENV is not set" in refused.stdout + refused.stderr
-    assert _deployments(server) == {}
+    assert deployments_by_name(own_server) == {}
 
-    server.cli("deploy", "--all", "--no-prompt", cwd=ROOT, env={"PAUSEPOINT_ENV": "staging"})
-    got = _deployments(server)
+    own_server.cli("deploy", "--all", "--no-prompt", cwd=ROOT, env={"PAUSEPOINT_ENV": "staging"})
+    got = deployments_by_name(own_server)
     want = {s["name"]: s for s in deployment_specs(resolve("staging"))}
     assert sorted(got) == sorted(want) == ["backup", "drill", "prune", "restore", "watchdog"]
     for name, spec in want.items():
@@ -75,7 +49,7 @@ def test_deploy_all_registers_what_prefect_yaml_says(server, monkeypatch):
         schedules = [
             {k: v for k, v in s["schedule"].items() if k != "anchor_date"} for s in d["schedules"]
         ]
-        assert schedules == [_schedule(s) for s in spec["schedules"]], name
+        assert schedules == [schedule_as_stored(s) for s in spec["schedules"]], name
         assert all(s["active"] for s in d["schedules"])
         limit = spec["concurrency_limit"]
         assert d["global_concurrency_limit"]["limit"] == limit["limit"]
@@ -85,9 +59,9 @@ def test_deploy_all_registers_what_prefect_yaml_says(server, monkeypatch):
     assert got["restore"]["schedules"] == []
 
 
-def test_a_restore_run_must_name_the_point_and_confirm_it(server):
-    restore = _deployments(server)["restore"]
-    url = f"{server.url}/deployments/{restore['id']}/create_flow_run"
+def test_a_restore_run_must_name_the_point_and_confirm_it(own_server):
+    restore = deployments_by_name(own_server)["restore"]
+    url = f"{own_server.url}/deployments/{restore['id']}/create_flow_run"
     site = restore["parameters"]["request"]["site_file"]
     # The deployment's defaults alone: the server refuses the run (point_id, confirm required).
     r = httpx.post(url, json={}, timeout=30)

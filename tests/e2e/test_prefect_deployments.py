@@ -25,6 +25,7 @@ import yaml
 from harness.prefect_server import REPO, Chromium, PrefectServer, PrefectWorker
 from pausepoint.catalog import open_catalog
 from pausepoint.site import load_site
+from tests.support.prefect_api import wait_for
 from tests.support.small_site import SmallSite
 
 pytestmark = [
@@ -137,16 +138,6 @@ def events(api: httpx.Client, name: str, since: datetime, resource_id: str) -> l
     r = api.post("/events/filter", json=body)
     r.raise_for_status()
     return r.json()["events"]
-
-
-def wait_for(fetch, timeout_s: float = 30):
-    """Events reach the API through the run's events client a moment after they are emitted."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = fetch()
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
 
 
 def site_name(site: SmallSite) -> str:

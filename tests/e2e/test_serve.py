@@ -13,45 +13,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from deployments.environment import ROOT
 from deployments.serve import deployment_specs, values_for
-from harness.prefect_server import PrefectServer, PrefectUnavailable, start_server
+from tests.e2e.conftest import deployments_by_name, schedule_as_stored
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[PrefectServer]:
-    try:
-        srv = start_server(tmp_path_factory.mktemp("prefect-serve"))
-    except PrefectUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-def _deployments(server: PrefectServer) -> dict[str, dict]:
-    r = httpx.post(f"{server.url}/deployments/filter", json={}, timeout=30)
-    r.raise_for_status()
-    return {d["name"]: d for d in r.json()}
-
-
-def _schedule(config: dict) -> dict:
-    if "cron" in config:
-        return {"cron": config["cron"], "timezone": config["timezone"], "day_or": True}
-    return {"interval": float(config["interval"]), "timezone": "UTC"}
-
-
-def test_serve_registers_every_deployment_with_its_schedule(server, tmp_path):
+def test_serve_registers_every_deployment_with_its_schedule(own_server, tmp_path):
     site = tmp_path / "site.yaml"
     target = tmp_path / "drill-target.yaml"
     shutil.copy(ROOT / "deployments/staging/site.yaml", site)
@@ -61,12 +33,12 @@ def test_serve_registers_every_deployment_with_its_schedule(server, tmp_path):
     cmd += ["--drill-target", str(target), "--env", "staging"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            cmd, cwd=tmp_path, env=server.env(), stdout=out, stderr=subprocess.STDOUT,
+            cmd, cwd=tmp_path, env=own_server.env(), stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        while len(got := _deployments(server)) < 5:
+        while len(got := deployments_by_name(own_server)) < 5:
             assert proc.poll() is None, f"serve exited with {proc.returncode}:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"not all deployments served:\n{log.read_text()}"
             time.sleep(0.5)
@@ -88,7 +60,7 @@ def test_serve_registers_every_deployment_with_its_schedule(server, tmp_path):
                 {k: v for k, v in s["schedule"].items() if k != "anchor_date"}
                 for s in d["schedules"]
             ]
-            assert schedules == [_schedule(s) for s in spec["schedules"]], name
+            assert schedules == [schedule_as_stored(s) for s in spec["schedules"]], name
             limit = spec["concurrency_limit"]
             assert d["global_concurrency_limit"]["limit"] == limit["limit"]
             assert d["concurrency_options"]["collision_strategy"] == limit["collision_strategy"]
@@ -96,7 +68,7 @@ def test_serve_registers_every_deployment_with_its_schedule(server, tmp_path):
         assert got["drill"]["parameters"]["request"]["target_file"] == str(target)
         # Registered before serving starts: stop only once it polls for their runs (the API then
         # calls them READY), so that it pauses them on the way out.
-        while any(d["status"] != "READY" for d in _deployments(server).values()):
+        while any(d["status"] != "READY" for d in deployments_by_name(own_server).values()):
             assert proc.poll() is None, f"serve exited with {proc.returncode}:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"serve did not start serving:\n{log.read_text()}"
             time.sleep(0.5)
@@ -109,7 +81,7 @@ def test_serve_registers_every_deployment_with_its_schedule(server, tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
     # Nothing serves them any more: their schedules are paused, so no run waits for nobody.
-    assert all(d["paused"] for d in _deployments(server).values()), log.read_text()
+    assert all(d["paused"] for d in deployments_by_name(own_server).values()), log.read_text()
 
 
 def test_serve_without_an_api_refuses(tmp_path):
