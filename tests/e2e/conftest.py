@@ -56,32 +56,28 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
-    """`prefect server start` for the whole session; its log is <tmp>/prefect-server*/server.log."""
+def _serve(tmp_path_factory, name: str, label: str) -> Iterator[PrefectServer]:
     try:
-        server = start_server(tmp_path_factory.mktemp("prefect-server"))
+        server = start_server(tmp_path_factory.mktemp(name))
     except PrefectUnavailable as exc:
         _unavailable(str(exc))
-    _LOGS.append(("prefect server", server))
+    _LOGS.append((label, server))
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
+    """`prefect server start` for the whole session; its log is <tmp>/prefect-server*/server.log."""
+    yield from _serve(tmp_path_factory, "prefect-server", "prefect server")
 
 
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory) -> Iterator[PrefectServer]:
     """A server of the test module's own, for tests that deploy to an empty server."""
-    try:
-        server = start_server(tmp_path_factory.mktemp("prefect-own"))
-    except PrefectUnavailable as exc:
-        _unavailable(str(exc))
-    _LOGS.append(("prefect server (own)", server))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(tmp_path_factory, "prefect-own", "prefect server (own)")
 
 
 def deployments_by_name(server: PrefectServer) -> dict[str, dict]:

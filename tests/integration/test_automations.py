@@ -43,13 +43,8 @@ def test_a_failed_backup_runs_the_watchdog_deployment(small_site):
     assert stored.actions[0].parameters == {"request": {"site_file": str(small_site.path)}}
 
     time.sleep(2)  # the trigger service reloads automations when they change
-    dead = small_site.ledger.servers[0]
-    dead.stop()
-    try:
-        with pytest.raises(PreflightError):
-            backup(BackupRequest(site_file=str(small_site.path)))
-    finally:
-        dead.start()
+    with small_site.node_down(), pytest.raises(PreflightError):
+        backup(BackupRequest(site_file=str(small_site.path)))
     deadline = time.monotonic() + 60
     while not (runs := _runs_of(deployment_id)) and time.monotonic() < deadline:
         time.sleep(1)

@@ -79,13 +79,8 @@ def test_a_backup_shows_its_point_as_table_link_and_progress_and_announces_it(sm
 
 def test_a_failed_backup_is_announced_with_its_error(small_site):
     since = datetime.now(UTC) - timedelta(seconds=1)
-    dead = small_site.ledger.servers[0]
-    dead.stop()
-    try:
-        with pytest.raises(PreflightError):
-            backup(BackupRequest(site_file=str(small_site.path)))
-    finally:
-        dead.start()
+    with small_site.node_down() as dead, pytest.raises(PreflightError):
+        backup(BackupRequest(site_file=str(small_site.path)))
     [event] = _events("pausepoint.backup.failed", since)
     assert event["resource"]["prefect.resource.id"] == f"pausepoint.site.{_site(small_site)}"
     assert event["payload"]["error_type"] == "PreflightError"

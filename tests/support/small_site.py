@@ -14,7 +14,7 @@ import yaml
 from pausepoint.catalog import open_catalog
 from pausepoint.site import load_site
 from tests.support.bank_app import create_schema
-from tests.support.gate_server import GateCluster, start_gate_cluster
+from tests.support.gate_server import GateCluster, GateServer, start_gate_cluster
 from tests.support.sites import SiteDbs
 
 
@@ -45,6 +45,16 @@ class SmallSite:
         if not root.exists():
             return []
         return [p for p in root.iterdir() if not (p / "manifest.json").exists()]
+
+    @contextmanager
+    def node_down(self) -> Iterator[GateServer]:
+        """The first ledger node stopped for the block (a backup then fails its preflight)."""
+        dead = self.ledger.servers[0]
+        dead.stop()
+        try:
+            yield dead
+        finally:
+            dead.start()
 
     def assert_nothing_paused_or_registered(self) -> None:
         assert [s.target for s in self.servers if s.gate.check_paused()] == []
