@@ -6,6 +6,7 @@ the flow run are related resources, so an automation can match on any of them.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect.events import emit_event
@@ -49,7 +50,13 @@ def emit(
     links = list(related or [])
     if point_id is not None:
         links.append(point_resource(site, point_id))
-    sent = emit_event(event=event, resource=site_resource(site), related=links, payload=payload)
+    try:
+        sent = emit_event(event=event, resource=site_resource(site), related=links, payload=payload)
+    except Exception:  # an event that cannot be sent must never replace the run's own outcome
+        logging.getLogger(__name__).warning(
+            "could not emit %s for site %s", event, site, exc_info=True
+        )
+        return None
     return str(sent.id) if sent is not None else None
 
 
