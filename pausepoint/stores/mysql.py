@@ -1003,37 +1003,36 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
         kernel and in bursts (PipeWriter); only the few lines that rename a database pass
         through here. Measured loading 1 GB: the former read-rewrite-write loop through a
         64 KiB pipe cost 2.1 s of Python CPU, this ~0.3 s."""
-        assert tool.proc.stdin is not None
-        try:
-            pipe = PipeWriter(tool.proc.stdin.fileno())
-            with open(dump_file, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                edits: list[Edit] = []
-                if size and mapping:
-                    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as dump:
-                        edits = database_lines(dump, mapping)
-                pos = 0
-                for start, end, text in edits:
-                    pipe.send_file(f.fileno(), pos, start)
-                    pipe.write(text)
-                    pos = end
-                pipe.send_file(f.fileno(), pos, size)
-        except BrokenPipeError:
-            pass  # the client stopped reading: its exit status and stderr say why
-        except BaseException:
-            tool.kill()
-            raise
-        MysqlStore._close_and_wait(tool)
+        with MysqlStore._feeding(tool) as pipe, open(dump_file, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            edits: list[Edit] = []
+            if size and mapping:
+                with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as dump:
+                    edits = database_lines(dump, mapping)
+            pos = 0
+            for start, end, text in edits:
+                pipe.send_file(f.fileno(), pos, start)
+                pipe.write(text)
+                pos = end
+            pipe.send_file(f.fileno(), pos, size)
 
     @staticmethod
     def _feed(tool: ToolProcess, chunks: Iterable[bytes]) -> None:
-        assert tool.proc.stdin is not None
-        try:
-            pipe = PipeWriter(tool.proc.stdin.fileno())
+        with MysqlStore._feeding(tool) as pipe:
             for chunk in chunks:
                 pipe.write(chunk)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _feeding(tool: ToolProcess) -> Iterator[PipeWriter]:
+        """The client's stdin as a PipeWriter; afterwards stdin is closed and the client waited
+        for. A client that stops reading ends the feed quietly (its exit status and stderr say
+        why); any other failure kills it."""
+        assert tool.proc.stdin is not None
+        try:
+            yield PipeWriter(tool.proc.stdin.fileno())
         except BrokenPipeError:
-            pass  # the client stopped reading: its exit status and stderr say why
+            pass
         except BaseException:
             tool.kill()
             raise
