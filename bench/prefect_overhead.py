@@ -40,13 +40,10 @@ from pathlib import Path
 import httpx
 import yaml
 
+from bench.progress import T0, say
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench-overhead"
-T0 = time.monotonic()
-
-
-def say(text: str) -> None:
-    print(f"[{(time.monotonic() - T0) / 60:5.1f} min] {text}", flush=True)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -20,13 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+from bench.progress import say
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench-ab"
-T0 = time.monotonic()
-
-
-def say(text: str) -> None:
-    print(f"[{(time.monotonic() - T0) / 60:5.1f} min] {text}", flush=True)
 
 
 def backup_under_load(env, kind, label, ledger_db, auditor_db, writers, work) -> dict:
