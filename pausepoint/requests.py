@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pausepoint.catalog.manifest import explain_validation
 from pausepoint.errors import ConfigError
 
 SiteFile = Annotated[
@@ -133,8 +134,4 @@ def parse_request(model: type[R], **fields: object) -> R:
     try:
         return model(**fields)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or model.__name__}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise ConfigError(f"invalid {model.__name__}: {problems}") from None
+        raise ConfigError(f"invalid {model.__name__}: {explain_validation(exc)}") from None
