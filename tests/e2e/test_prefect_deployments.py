@@ -215,17 +215,15 @@ def test_invalid_requests_are_refused_over_rest(api, deployments, e2e_site):
 def test_backup_then_restore_through_the_worker(
     how, prefect_server, api, deployments, e2e_site, tmp_path
 ):
+    def trigger(name: str, request: dict) -> str:
+        if how == "run_deployment":
+            return trigger_with_run_deployment(prefect_server, name, {"request": request})
+        return create_flow_run_over_rest(api, deployments[name], {"request": request})
+
     site = site_name(e2e_site)
     started = datetime.now(UTC)
     backup_request = {"site_file": str(e2e_site.path), "labels": {"trigger": how.replace("_", "-")}}
-    if how == "run_deployment":
-        backup_id = trigger_with_run_deployment(
-            prefect_server, "backup", {"request": backup_request}
-        )
-    else:
-        backup_id = create_flow_run_over_rest(
-            api, deployments["backup"], {"request": backup_request}
-        )
+    backup_id = trigger("backup", backup_request)
     backup_run = assert_completed(api, backup_id)
     assert backup_run["deployment_id"] == deployments["backup"]["id"]
     assert backup_run["parameters"] == {"request": backup_request}
@@ -251,14 +249,7 @@ def test_backup_then_restore_through_the_worker(
         "confirm": point_id,
         "target_file": str(target),
     }
-    if how == "run_deployment":
-        restore_id = trigger_with_run_deployment(
-            prefect_server, "restore", {"request": restore_request}
-        )
-    else:
-        restore_id = create_flow_run_over_rest(
-            api, deployments["restore"], {"request": restore_request}
-        )
+    restore_id = trigger("restore", restore_request)
     assert_completed(api, restore_id)
     report = artifacts_of(api, restore_id)[f"{site}-restore"]
     assert report["type"] == "markdown"
