@@ -202,8 +202,9 @@ class RestoreRun:
         )
 
     def verify(self, slot: RestoreSlot) -> list[str]:
-        captured, current = slot.capture.fingerprint_method, slot.store.fingerprint_method
-        if captured != current:
+        store = slot.store
+        captured, current = slot.capture.fingerprint_method, store.fingerprint_method
+        if captured != current and captured not in store.earlier_fingerprint_methods:
             slot.fingerprint_problems = [
                 f"{slot.store.name}: the point's fingerprints were made with method "
                 f"{captured or '(unrecorded, an earlier version)'} and this version makes "
@@ -211,7 +212,7 @@ class RestoreRun:
                 "or restore a point made by this version"
             ]
             return slot.fingerprint_problems
-        restored = slot.store.fingerprint(sorted(slot.capture.fingerprint))
+        restored = store.fingerprint(sorted(slot.capture.fingerprint), captured)
         slot.fingerprint_problems = compare_fingerprints(
             slot.store.name, slot.capture.fingerprint, restored
         )

@@ -36,6 +36,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
+import xxhash
+
 from pausepoint.errors import CorruptArtifactError, PausepointError, ToolMissingError
 from pausepoint.stores.base import Artifact, CaptureHandle, ProgressFn, Store, StoreCapture
 
@@ -543,12 +545,22 @@ def sum_row_hashes(rows: Iterable[bytes]) -> int:
     """The sum of every row's hash, where a row's hash is its sha256 read as a number; fold the
     sum with fold_row_hashes, which keeps its low 64 bits (the digests' last 8 bytes).
 
-    All in C (map over hashlib), no Python bytecode per row. Measured per GB of 1 KB rows on
-    the 2-core test machine, which has the SHA extensions (CPU, splitting lines included):
-    sha256 1.65 s, sha1 1.57 s, blake2b(digest_size=8) 1.94 s (its keyword arguments are
-    parsed per row), md5 2.37 s.
+    All in C (map over hashlib), no Python bytecode per row, but a hash object, a digest and a
+    number are made per row: 0.36 us per 40-byte row, 0.84 us per 1 KB row on the 2-core test
+    machine (which has the SHA extensions). The per-row method of points made before xxh3.
     """
     return sum(map(int.from_bytes, map(_digest, map(hashlib.sha256, rows))))
+
+
+def sum_row_xxh3(rows: Iterable[bytes]) -> int:
+    """The sum of every row's 64-bit XXH3 hash; fold it with fold_row_hashes.
+
+    One C call per row that returns the number itself: 0.034 us per 40-byte row and 0.045 us
+    per 1 KB row on the same machine, 10x and 19x less than sum_row_hashes. The fingerprint is
+    a check against accidental differences after a restore (the artifacts' sha256 guards the
+    files themselves), and the folded value keeps 64 bits whichever hash feeds it.
+    """
+    return sum(map(xxhash.xxh3_64_intdigest, rows))
 
 
 def fold_row_hashes(total: int | Decimal | None) -> str:

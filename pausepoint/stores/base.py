@@ -152,6 +152,9 @@ class Store(ABC, Generic[C]):
     kind: ClassVar[str]
     # Names how fingerprint() renders and hashes rows; recorded in every capture.
     fingerprint_method: ClassVar[str]
+    # Methods of earlier versions that fingerprint() still computes on request, so that a point
+    # made by one of them is still compared after its restore.
+    earlier_fingerprint_methods: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: C, resolve: ResolveFn):
         self.config = config
@@ -200,5 +203,8 @@ class Store(ABC, Generic[C]):
         """
 
     @abstractmethod
-    def fingerprint(self, tables: list[str] | None = None) -> Fingerprint:
-        """Row count and order-independent hash per table of the live database."""
+    def fingerprint(
+        self, tables: list[str] | None = None, method: str | None = None
+    ) -> Fingerprint:
+        """Row count and order-independent hash per table of the live database, by
+        fingerprint_method or, when named, one of earlier_fingerprint_methods."""

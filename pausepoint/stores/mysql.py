@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import mmap
+import operator
 import os
 import re
 import ssl
@@ -32,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -59,6 +61,7 @@ from pausepoint.stores._common import (
     redact,
     remove_private_dir,
     sum_row_hashes,
+    sum_row_xxh3,
     verify_artifacts,
     write_private_file,
 )
@@ -332,18 +335,26 @@ def _read_chunks(path: Path) -> Iterator[bytes]:
 # the statement's last one ending in `);` (when the INSERT lists columns, its first row is on
 # the INSERT line); MySQL's mysqldump writes all rows of a statement on its one line,
 # `(1,'a'),(2,'b');`, split here at the `),(` that are outside quoted values. A row's hash is
-# the sha256 of its text as the dump writes it, `(...)` plus `,` (the last row of a statement
-# gets the comma it lacks): the dump renders every value (NULL unquoted, strings quoted and
-# escaped), so the text is NULL-safe and unambiguous. Rows are summed (order-independent), see
-# _common.sum_row_hashes.
+# the 64-bit XXH3 of its text as the dump writes it, `(...)` plus `,` (the last row of a
+# statement gets the comma it lacks): the dump renders every value (NULL unquoted, strings
+# quoted and escaped), so the text is NULL-safe and unambiguous. Rows are summed
+# (order-independent), see _common.sum_row_xxh3. Points made before it hashed rows with sha256
+# (FINGERPRINT_SHA256); a restore of such a point is still compared, with that hash.
 #
 # Why from the dump rather than SQL on the server (the previous way): it is the captured
 # snapshot itself, with no second snapshot to align, and it costs less. Measured on the test
 # MariaDB 10.11 (2 cores; 1M rows of id, int, 1 KB text; CPU of a 1 GB dump): mariadb-dump
 # 6-7.5 s and its server thread 1-2 s; SUM(MD5(CONCAT_WS(',', QUOTE(col), ...))) in a second
-# scan 5.0 s of server CPU; reading the rows out of the stream here ~1.9 s of Python CPU (split
-# 0.5, sha256 1.1), in the thread that already copies the stream.
-FINGERPRINT = "mysql-dump-rows-sha256-v1"
+# scan 5.0 s of server CPU; reading the rows out of the stream here ~1.9 s of Python CPU with
+# sha256 (split 0.5, sha256 1.1), ~0.8 s with XXH3, in the thread that already copies the stream.
+# XXH3 replaced sha256 because a short row (a ScalarDL asset record, a bank transfer) cost 0.36 us
+# to hash: 100k of them made a 10 MB capture a quarter slower than the raw dump (BENCHMARKS.md).
+FINGERPRINT = "mysql-dump-rows-xxh3-v2"
+FINGERPRINT_SHA256 = "mysql-dump-rows-sha256-v1"
+_ROW_SUMS: dict[str, Callable[[Iterable[bytes]], int]] = {
+    FINGERPRINT: sum_row_xxh3,
+    FINGERPRINT_SHA256: sum_row_hashes,
+}
 
 _DUMP_LINE = re.compile(
     rb"^(?:USE `(?P<database>(?:[^`\n]|``)+)`;$"
@@ -366,7 +377,13 @@ def _quotes(text: bytes) -> int:
 
 def _split_rows(line: bytes) -> list[bytes]:
     """`(r1),(r2),...,(rn),` as rows `(r1),` ... Splits at `),(` outside quoted values only."""
-    rows: list[bytes] = []
+    # First every `),(` (in C, no Python per row): right when no row has an odd number of
+    # quotes, which a `),(` inside a quoted value would leave on both sides of it.
+    rows = line.replace(b"),(", b"),\n(").split(b"\n")
+    texts = map(_ESCAPE.sub, repeat(b""), rows) if b"\\" in line else rows
+    if not any(map(operator.and_, map(bytes.count, texts, repeat(b"'")), repeat(1))):
+        return rows
+    rows = []
     part = b""
     for piece in line[1:-2].split(b"),("):
         part = part + b"),(" + piece if part else piece
@@ -392,11 +409,13 @@ class DumpFingerprint:
     """Per table, the row count and the row-hash sum of a dump, fed as it streams (``feed``).
 
     ``databases`` maps a database name as the dump writes it to the name the fingerprint keys
-    use (a restore target's database back to the captured one).
+    use (a restore target's database back to the captured one). ``method`` picks the row hash
+    (FINGERPRINT, or an earlier one that a point to compare was made with).
     """
 
-    def __init__(self, databases: Mapping[str, str] | None = None):
+    def __init__(self, databases: Mapping[str, str] | None = None, method: str = FINGERPRINT):
         self._names = dict(databases or {})
+        self._sum = _ROW_SUMS[method]
         self._tables: dict[str, list[int]] = {}  # "db.table" -> [rows, sum]
         self._rest = b""  # an incomplete last line, kept for the next block
         self._database = ""
@@ -432,9 +451,9 @@ class DumpFingerprint:
                 # the first one, the others following one per line.
                 eol = buf.index(b"\n", pos, end)
                 if buf[eol - 1] == 0x3B:  # ";"
-                    _add(table, _split_rows(buf[pos : eol - 1] + b","))
+                    self._add(table, _split_rows(buf[pos : eol - 1] + b","))
                 else:
-                    _add(table, [buf[pos:eol]])
+                    self._add(table, [buf[pos:eol]])
                     self._open = table
                 pos = eol + 1
 
@@ -448,7 +467,7 @@ class DumpFingerprint:
             block, after = buf[pos:stop] + b",", stop + 2
             self._open = None
         if block:
-            _add(table, block.split(b"\n"))
+            self._add(table, block.split(b"\n"))
         return after
 
     def result(self) -> Fingerprint:
@@ -459,10 +478,9 @@ class DumpFingerprint:
             for key, (rows, total) in sorted(self._tables.items())
         }
 
-
-def _add(table: list[int], rows: list[bytes]) -> None:
-    table[0] += len(rows)
-    table[1] += sum_row_hashes(rows)
+    def _add(self, table: list[int], rows: list[bytes]) -> None:
+        table[0] += len(rows)
+        table[1] += self._sum(rows)
 
 
 class _Connection(pymysql.connections.Connection):
@@ -540,6 +558,7 @@ class MysqlCaptureHandle(CaptureHandle):
 class MysqlStore(ServerStore[MysqlCaptureHandle]):
     kind = "mysql"
     fingerprint_method = FINGERPRINT
+    earlier_fingerprint_methods = (FINGERPRINT_SHA256,)
     product = "MySQL/MariaDB"
     handle_type = MysqlCaptureHandle
     config: MysqlConfig
@@ -1047,13 +1066,16 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
 
     # --- verification -----------------------------------------------------------------------
 
-    def fingerprint(self, tables: list[str] | None = None) -> Fingerprint:
-        """Read from a dump of the live databases, as a capture reads its own (FINGERPRINT).
+    def fingerprint(
+        self, tables: list[str] | None = None, method: str | None = None
+    ) -> Fingerprint:
+        """Read from a dump of the live databases, as a capture reads its own (FINGERPRINT,
+        or ``method``: one of earlier_fingerprint_methods).
 
         Keys are ``database.table`` with the captured database names; on a restore target with
         ``database_map`` the mapped (live) databases are dumped."""
         live = {self._target(d): d for d in self.config.databases}
-        rows = DumpFingerprint(live)
+        rows = DumpFingerprint(live, method or FINGERPRINT)
         what = f"store {self.name}: dumping {', '.join(live)} at {self._where} to fingerprint it"
         with private_dir("pausepoint-mysql-") as tmp:
             option_path, password = self._write_option_file(tmp)

@@ -565,7 +565,11 @@ class PostgresStore(ServerStore[PostgresCaptureHandle]):
 
     # --- verification -----------------------------------------------------------------------
 
-    def fingerprint(self, tables: list[str] | None = None) -> Fingerprint:
+    def fingerprint(
+        self, tables: list[str] | None = None, method: str | None = None
+    ) -> Fingerprint:
+        if method not in (None, FINGERPRINT):  # the only one there has been
+            raise ValueError(f"store {self.name}: no fingerprint method {method!r}")
         with self._connect(RestoreError) as conn:
             schemas = self._schemas(conn, RestoreError)
             found = self._tables(conn, schemas)

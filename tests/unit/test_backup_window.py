@@ -89,7 +89,7 @@ class FakeStore(Store):
     def restore(self, capture, source_dir, replace) -> None:
         raise NotImplementedError
 
-    def fingerprint(self, tables=None):
+    def fingerprint(self, tables=None, method=None):
         raise NotImplementedError
 
 

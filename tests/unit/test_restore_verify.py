@@ -13,15 +13,18 @@ from pausepoint.stores.base import StoreCapture, TableFingerprint
 class FakeStore:
     name = "s1"
     fingerprint_method = "m-2"
+    earlier_fingerprint_methods = ("m-1",)
 
     def __init__(self, live):
         self.live = live
         self.restored: list[dict] = []
+        self.methods: list[str | None] = []
 
     def restore(self, capture, source_dir, replace, *, verified=False):
         self.restored.append({"replace": replace, "verified": verified})
 
-    def fingerprint(self, tables=None):
+    def fingerprint(self, tables=None, method=None):
+        self.methods.append(method)
         return {k: v for k, v in self.live.items() if tables is None or k in tables}
 
 
@@ -62,8 +65,15 @@ def test_verify_compares_fingerprints_of_the_same_method():
     ]
 
 
+def test_verify_compares_a_point_of_an_earlier_method_by_that_method():
+    store = FakeStore(FP)
+    run, slot = run_and_slot(store, method="m-1")
+    assert run.verify(slot) == []
+    assert store.methods == ["m-1"]
+
+
 def test_verify_refuses_fingerprints_of_another_method():
-    for method, shown in (("m-1", "m-1"), ("", "(unrecorded, an earlier version)")):
+    for method, shown in (("m-0", "m-0"), ("", "(unrecorded, an earlier version)")):
         run, slot = run_and_slot(FakeStore(FP), method=method)
         [problem] = run.verify(slot)
         assert f"made with method {shown} and this version makes m-2" in problem

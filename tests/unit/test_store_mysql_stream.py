@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
+import xxhash
 
 from pausepoint.stores.mysql import (
+    FINGERPRINT,
+    FINGERPRINT_SHA256,
     DumpFingerprint,
+    _split_rows,
     database_lines,
     is_post_snapshot,
     option_file,
@@ -201,3 +207,27 @@ def test_dump_fingerprint_of_a_truncated_dump_is_refused():
         fingerprint_of(dump[: dump.index(b"(4,")])
     with pytest.raises(ValueError, match="unbalanced quote"):
         fingerprint_of(HEAD + section(b"t", mysql_insert(b"t", [b"(1,'a),(b)"])))
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        ROWS[:2],  # no `),(` inside a value: split in one pass
+        [ROWS[0], b"(9,'it\\'s',NULL)"],  # escaped quotes, still even per row
+        ROWS,  # `),(` inside values: split outside quotes only
+        [b"(1,'a),(b),(c')"],  # one row whose value holds `),(` twice
+    ],
+)
+def test_split_rows_gives_each_row_with_its_comma(rows):
+    assert _split_rows(b",".join(rows) + b",") == [r + b"," for r in rows]
+
+
+def test_dump_fingerprint_hashes_rows_by_the_method_it_is_given():
+    """XXH3 by default; sha256 for points made before it, so that their restores still compare."""
+    dump = HEAD + section(b"t", mariadb_insert(b"t", ROWS))
+    texts = [r + b"," for r in ROWS]
+    by_sha = sum(int.from_bytes(hashlib.sha256(t).digest()) for t in texts) % (1 << 64)
+    by_xxh3 = sum(xxhash.xxh3_64(t).intdigest() for t in texts) % (1 << 64)
+    assert fingerprint_of(dump)["a.t"].hash == f"{by_xxh3:016x}"
+    assert fingerprint_of(dump, method=FINGERPRINT)["a.t"].hash == f"{by_xxh3:016x}"
+    assert fingerprint_of(dump, method=FINGERPRINT_SHA256)["a.t"].hash == f"{by_sha:016x}"
