@@ -302,6 +302,32 @@ def verify_artifacts(
         )
 
 
+@contextlib.contextmanager
+def artifacts_checked_beside(
+    root: Path, artifacts: Sequence[Artifact], *, store: str, checksums: bool = True
+) -> Iterator[Callable[[], None]]:
+    """verify_artifacts in a thread while the caller does what changes nothing (connect, check
+    the target); yields ``checked``, which the caller calls before its first change and which
+    raises the verification's error. A restore of 10 MB into PostgreSQL spent 4.5 ms hashing
+    and 7 ms connecting, one after the other, against a 0.13 s pg_restore.
+
+    The verification's error wins: a corrupt artifact is what the user hears of, even when a
+    target check failed meanwhile.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{store}-verify")
+    verification = pool.submit(verify_artifacts, root, artifacts, store=store, checksums=checksums)
+    try:
+        yield verification.result
+        verification.result()
+    except BaseException:
+        error = verification.exception()
+        if error is not None:
+            raise error from None
+        raise
+    finally:
+        pool.shutdown()
+
+
 # --- streaming a tool's stdout into an artifact ---------------------------------------------
 
 F_SETPIPE_SZ = 1031  # fcntl commands (Linux)

@@ -53,6 +53,7 @@ from pausepoint.stores._common import (
     ProgressPoller,
     ServerStore,
     ToolProcess,
+    artifacts_checked_beside,
     find_tool,
     fold_row_hashes,
     make_private_dir,
@@ -62,7 +63,6 @@ from pausepoint.stores._common import (
     remove_private_dir,
     sum_row_hashes,
     sum_row_xxh3,
-    verify_artifacts,
     write_private_file,
 )
 from pausepoint.stores.base import (
@@ -984,12 +984,13 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
     def restore(
         self, capture: StoreCapture, source_dir: Path, replace: bool, *, verified: bool = False
     ) -> None:
-        # Before any change.
-        verify_artifacts(source_dir, capture.artifacts, store=self.name, checksums=not verified)
         client = self._client_tool()
         captured = self._captured_databases(capture)
+        with artifacts_checked_beside(
+            source_dir, capture.artifacts, store=self.name, checksums=not verified
+        ):
+            self.check_restore_target(capture, replace)
         dump_file = source_dir / str(capture.details.get("dump_file", capture.artifacts[0].path))
-        self.check_restore_target(capture, replace)
         if replace:
             with self._connect(RestoreError) as conn, conn.cursor() as cur:
                 for db in captured:

@@ -115,7 +115,9 @@ def test_capture_under_writer_restores_the_exact_snapshot(pg_server, source_db, 
         result = store.finish_capture(handle, progress=lambda _s, n: seen.append(n))
     assert result.method == "pg_dump-directory"
     assert {"scalar.account", "coordinator.transfer"} <= set(result.fingerprint)
-    assert all(a.path.startswith("dump/") and len(a.sha256) == 64 for a in result.artifacts)
+    paths = [a.path for a in result.artifacts]
+    assert all(p.startswith("dump/") for p in paths[:-1]) and paths[-1] == "toc.list"
+    assert all(len(a.sha256) == 64 for a in result.artifacts)
     assert seen and seen[-1] == sum(a.size for a in result.artifacts)
     assert "pg_dump" in result.tool_versions
 
@@ -160,6 +162,10 @@ def test_restore_with_corrupt_artifact_is_refused_before_any_change(pg_server, s
     target = make_store(pg_server, target_db)
     with pytest.raises(CorruptArtifactError, match=victim.path):
         target.restore(result, tmp_path / "cap", replace=False)
+    # Checked beside the target's checks: a corrupt file is what is reported, even over a
+    # target that is not empty.
+    with pytest.raises(CorruptArtifactError, match=victim.path):
+        make_store(pg_server, source_db).restore(result, tmp_path / "cap", replace=False)
     with pg_server.connect() as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target_db,))
         assert exists.fetchone() is None
@@ -370,3 +376,18 @@ def test_restore_after_caller_verified_checks_sizes_not_checksums(pg_server, sou
         make_store(pg_server, f"{source_db}_b").restore(
             result, tmp_path / "cap", replace=False, verified=True
         )
+
+
+def test_point_made_before_the_table_of_contents_file_restores(pg_server, source_db, tmp_path):
+    """Points of earlier versions have no toc.list: their restore lists the dump itself."""
+    result = capture(make_store(pg_server, source_db), tmp_path / "cap")
+    (tmp_path / "cap" / result.details["toc"]).unlink()
+    old = result.model_copy(
+        update={
+            "artifacts": [a for a in result.artifacts if a.path != "toc.list"],
+            "details": {k: v for k, v in result.details.items() if k != "toc"},
+        }
+    )
+    target = make_store(pg_server, f"{source_db}_old")
+    target.restore(old, tmp_path / "cap", replace=False)
+    assert target.fingerprint() == result.fingerprint

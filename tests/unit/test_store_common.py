@@ -16,6 +16,7 @@ from pausepoint.stores._common import (
     PipeToFile,
     PipeWriter,
     ToolProcess,
+    artifacts_checked_beside,
     find_tool,
     fold_row_hashes,
     list_artifacts,
@@ -64,6 +65,39 @@ def test_list_then_verify_artifacts_accepts_intact_and_names_altered_files(tmp_p
     (tmp_path / "d" / "a.dat").unlink()
     with pytest.raises(CorruptArtifactError, match=r"d/a\.dat is missing \(and 1 more\)"):
         verify_artifacts(tmp_path, artifacts, store="s1")
+
+
+def test_artifacts_checked_beside_lets_nothing_past_a_corrupt_artifact(tmp_path):
+    (tmp_path / "a.dat").write_bytes(b"x" * 5000)
+    artifacts = list_artifacts(tmp_path)
+    steps = []
+    with artifacts_checked_beside(tmp_path, artifacts, store="s1") as checked:
+        steps.append("target checked")
+        checked()
+        steps.append("changed")
+    assert steps == ["target checked", "changed"]
+
+    (tmp_path / "a.dat").write_bytes(b"y" * 5000)
+    steps.clear()
+    with (
+        pytest.raises(CorruptArtifactError, match=r"a\.dat has a wrong sha256"),
+        artifacts_checked_beside(tmp_path, artifacts, store="s1") as checked,
+    ):
+        steps.append("target checked")
+        checked()
+        steps.append("changed")
+    assert steps == ["target checked"]
+    # Its error wins over one the caller's own checks raised meanwhile, and over none at all.
+    with (
+        pytest.raises(CorruptArtifactError),
+        artifacts_checked_beside(tmp_path, artifacts, store="s1"),
+    ):
+        raise ValueError("the target is not empty")
+    with (
+        pytest.raises(CorruptArtifactError),
+        artifacts_checked_beside(tmp_path, artifacts, store="s1"),
+    ):
+        pass
 
 
 def test_find_tool_missing_names_tool_and_package(tmp_path):
