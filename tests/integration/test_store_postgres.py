@@ -12,6 +12,7 @@ import pytest
 from pausepoint.errors import (
     CaptureError,
     CorruptArtifactError,
+    RestoreError,
     StoreCheckError,
     TargetNotEmptyError,
     ToolMissingError,
@@ -391,3 +392,29 @@ def test_point_made_before_the_table_of_contents_file_restores(pg_server, source
     target = make_store(pg_server, f"{source_db}_old")
     target.restore(old, tmp_path / "cap", replace=False)
     assert target.fingerprint() == result.fingerprint
+
+
+def test_pg_restore_that_cannot_read_the_dump_is_reported_and_restores_nothing(
+    pg_server, source_db, tmp_path
+):
+    """pg_restore starts before the target checks and waits for its list; one that fails on
+    the archive (here a toc.dat of the right size without the dump magic, passed as
+    verified so the sizes-only check lets it through) ends the restore with its error."""
+    result = capture(make_store(pg_server, source_db), tmp_path / "cap")
+    toc_dat = tmp_path / "cap" / "dump" / "toc.dat"
+    data = bytearray(toc_dat.read_bytes())
+    data[:5] = b"XXXXX"  # the "PGDMP" magic
+    toc_dat.write_bytes(data)
+    target_db = f"{source_db}_unread"
+    with pg_server.connect() as conn:
+        conn.execute(f'CREATE DATABASE "{target_db}"')
+    with pytest.raises(RestoreError, match=r"pg_restore exited with 1: .*magic string"):
+        make_store(pg_server, target_db).restore(
+            result, tmp_path / "cap", replace=False, verified=True
+        )
+    with pg_server.connect(target_db) as conn:
+        tables = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname IN ('scalar', 'coordinator', 'public')"
+        ).fetchone()[0]
+    assert tables == 0
