@@ -40,7 +40,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reps", type=int, help="quick runs: use N for every repetition count")
     p.add_argument("--stall-reps", default="5,5,5", help="flow backups per size (last repeats)")
     p.add_argument("--naive-reps", default="3,3,2", help="naive pauses per size (last repeats)")
-    p.add_argument("--pairs", default="3,3,3", help="A/B pairs per size (last repeats)")
+    p.add_argument("--pairs", default="5,5,3", help="A/B pairs per size (last repeats)")
     p.add_argument("--writers", type=int, default=4, help="bank writers (2-4)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out"), help="results directory")
     p.add_argument("--skip", default="", help="comma list of phases to skip: flow,naive,pairs")

@@ -5,7 +5,8 @@ dump, fingerprint, sha256 of every artifact); ``store.restore`` (checksums verif
 load) into a fresh database.
 B = ``pg_dump -Fd -j2`` into a fresh directory / ``mariadb-dump --single-transaction db > file``;
 ``pg_restore -j2 -d <fresh db>`` / ``mariadb <fresh db> < file``.
-Each pair runs A then B, back to back; every restore target is created empty just before.
+Each pair runs A and B back to back, A first in even pairs and B first in odd ones; every
+restore target is created empty just before.
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ def fingerprint_alone(env: Servers, kind: str, db: str) -> float:
     return time.monotonic() - t0
 
 
+def _timed(fn, *args):
+    t0 = time.monotonic()
+    value = fn(*args)
+    return time.monotonic() - t0, value
+
+
 def pair(env: Servers, kind: str, db: str, work: Path, n: int) -> dict:
     """One A/B pair of captures, then one A/B pair of restores."""
     a_dir, b_dir = work / f"ours-{n}", work / f"raw-{n}"
@@ -64,21 +71,27 @@ def pair(env: Servers, kind: str, db: str, work: Path, n: int) -> dict:
         if d.exists():
             shutil.rmtree(d)
     try:
-        a_cap_s, capture = ours_capture(env, kind, db, a_dir)
-        t0 = time.monotonic()
-        b_path = raw_dump(env, kind, db, b_dir / "dump")
-        b_cap_s = time.monotonic() - t0
-
-        env.create_db(kind, a_db)
-        a_res_s = ours_restore(env, kind, db, capture, a_dir, a_db)
-        env.create_db(kind, b_db)
-        t0 = time.monotonic()
-        raw_restore(env, kind, b_path, b_db)
-        b_res_s = time.monotonic() - t0
+        # The order alternates per pair (A first in even pairs, B first in odd ones), so that
+        # neither side always runs on the caches, checkpoints and writeback the other left.
+        sides = ("ours", "raw") if n % 2 == 0 else ("raw", "ours")
+        cap: dict[str, float] = {}
+        res: dict[str, float] = {}
+        for side in sides:
+            if side == "ours":
+                cap["ours"], capture = ours_capture(env, kind, db, a_dir)
+            else:
+                cap["raw"], b_path = _timed(raw_dump, env, kind, db, b_dir / "dump")
+        for side in sides:
+            if side == "ours":
+                env.create_db(kind, a_db)
+                res["ours"] = ours_restore(env, kind, db, capture, a_dir, a_db)
+            else:
+                env.create_db(kind, b_db)
+                res["raw"], _ = _timed(raw_restore, env, kind, b_path, b_db)
         restored = {"ours": env.bulk_rows(kind, a_db), "raw": env.bulk_rows(kind, b_db)}
         return {
-            "capture_s": {"ours": a_cap_s, "raw": b_cap_s},
-            "restore_s": {"ours": a_res_s, "raw": b_res_s},
+            "capture_s": cap,
+            "restore_s": res,
             "artifact_bytes": {"ours": capture.total_bytes, "raw": size_on_disk(b_path)},
             "bulk_rows_restored": restored,
         }
