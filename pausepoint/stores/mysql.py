@@ -426,6 +426,7 @@ class DumpFingerprint:
         buf = self._rest + data if self._rest else data
         end = buf.rfind(b"\n") + 1
         self._rest = buf[end:]
+        self._lines: list[bytes] | None = None  # buf split at line breaks, when rows need it
         pos = 0
         while pos < end:
             if self._open is not None:
@@ -459,16 +460,25 @@ class DumpFingerprint:
 
     def _row_lines(self, table: list[int], buf: bytes, pos: int, end: int) -> int:
         """Take the rows (one per line) of the open INSERT in buf[pos:end]; returns where
-        reading goes on."""
+        reading goes on.
+
+        The rows are items of one split of the whole block, found by counting line breaks: a
+        slice of the block per statement, then a split of it, cost twice the memory traffic
+        (8 ms per 15 MB of short rows, as much as the split itself)."""
         stop = _line_end_semicolon(buf, pos, end)
+        if self._lines is None:
+            self._lines = buf.split(b"\n")
+        first = buf.count(b"\n", 0, pos)
         if stop < 0:  # every line up to `end` is a row ending in `,`
-            block, after = buf[pos : end - 1], end
-        else:
-            block, after = buf[pos:stop] + b",", stop + 2
-            self._open = None
-        if block:
-            self._add(table, block.split(b"\n"))
-        return after
+            if pos < end - 1:
+                self._add(table, self._lines[first : first + buf.count(b"\n", pos, end)])
+            return end
+        self._open = None
+        last = first + buf.count(b"\n", pos, stop)  # the line that ends the statement
+        rows = self._lines[first:last]
+        rows.append(self._lines[last][:-1] + b",")  # `(...);` -> `(...),`
+        self._add(table, rows)
+        return stop + 2
 
     def result(self) -> Fingerprint:
         if self._open is not None or self._rest.strip():
