@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the database servers and client tools the integration tests and the demo run against:
 # PostgreSQL (server + pg_dump/pg_restore) and MariaDB (server + mariadb-dump/mariadb); and
-# Chromium (with a text font), which the end-to-end tests run headless against the Prefect UI.
+# Chromium (with a text font), which the end-to-end tests run headless against the Prefect UI;
+# gcc and libxxhash-dev, which build the MySQL fingerprint's C row sums (make native).
 # Idempotent: installs only what is missing, runs `apt-get update` at most once, never prompts.
 # The test fixtures start their own private instances; this script never starts or configures
 # a system service.
@@ -37,6 +38,10 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   missing+=(postgresql)
 fi
 
+# The MySQL fingerprint's row sums in C (make native): a compiler and xxHash's header.
+have cc || missing+=(gcc)
+[ -e /usr/include/xxhash.h ] || missing+=(libxxhash-dev)
+
 # Headless Chromium renders the UI's text with the system's fonts; the package does not pull one
 # in without its recommends.
 if ! compgen -G "/usr/share/fonts/truetype/liberation/*.ttf" >/dev/null; then
@@ -44,7 +49,7 @@ if ! compgen -G "/usr/share/fonts/truetype/liberation/*.ttf" >/dev/null; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-servers: postgresql, mariadb and chromium are already installed"
+  echo "install-servers: postgresql, mariadb, chromium, gcc and libxxhash-dev are already installed"
   exit 0
 fi
 

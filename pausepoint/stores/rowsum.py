@@ -1,0 +1,48 @@
+"""The MySQL/MariaDB fingerprint's inner loop in C, when built: the XXH3 row hashes of a
+dump's lines summed without making each line a Python object (_rowsum.c).
+
+`make` builds ``librowsum.so.0`` beside this file (a C compiler and Debian's libxxhash-dev, which
+scripts/install-servers.sh installs). Without it, ``available()`` is False and DumpFingerprint
+takes its Python path, with the same numbers (tests/unit/test_store_mysql_stream.py runs both).
+Measured on 140k bank rows of 40 bytes (15.5 MB dump): 12 ms in Python (split 7, hash and sum
+5), ~2 ms here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+LIBRARY = Path(__file__).with_name("librowsum.so.0")
+
+
+def _load() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    try:
+        lib = ctypes.CDLL(str(LIBRARY))
+    except OSError:
+        return None
+    fn = lib.pp_sum_lines
+    fn.restype = ctypes.c_uint64
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint64)]
+    return fn
+
+
+_sum_lines = _load()
+
+
+def available() -> bool:
+    return _sum_lines is not None
+
+
+def sum_lines_xxh3(buf: bytes, start: int, end: int) -> tuple[int, int]:
+    """The sum modulo 2^64 of the 64-bit XXH3 of every line of ``buf[start:end]`` that ends in
+    a line break (not hashed), and their number. Only when ``available()``."""
+    assert _sum_lines is not None
+    if end <= start:
+        return 0, 0
+    count = ctypes.c_uint64()
+    # The bytes object's own buffer, no copy; `buf` stays alive for the call.
+    base = ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value
+    assert base is not None
+    total = _sum_lines(base + start, end - start, ctypes.byref(count))
+    return total, count.value
