@@ -63,7 +63,6 @@ from pausepoint.stores._common import (
     redact,
     remove_private_dir,
     sum_row_hashes,
-    sum_row_xxh3,
     write_private_file,
 )
 from pausepoint.stores.base import (
@@ -339,7 +338,7 @@ def _read_chunks(path: Path) -> Iterator[bytes]:
 # the 64-bit XXH3 of its text as the dump writes it, `(...)` plus `,` (the last row of a
 # statement gets the comma it lacks): the dump renders every value (NULL unquoted, strings
 # quoted and escaped), so the text is NULL-safe and unambiguous. Rows are summed
-# (order-independent), see _common.sum_row_xxh3. Points made before it hashed rows with sha256
+# (order-independent), see rowsum.sum_row_xxh3. Points made before it hashed rows with sha256
 # (FINGERPRINT_SHA256); a restore of such a point is still compared, with that hash.
 #
 # Why from the dump rather than SQL on the server (the previous way): it is the captured
@@ -353,7 +352,7 @@ def _read_chunks(path: Path) -> Iterator[bytes]:
 FINGERPRINT = "mysql-dump-rows-xxh3-v2"
 FINGERPRINT_SHA256 = "mysql-dump-rows-sha256-v1"
 _ROW_SUMS: dict[str, Callable[[Iterable[bytes]], int]] = {
-    FINGERPRINT: sum_row_xxh3,
+    FINGERPRINT: rowsum.sum_row_xxh3,
     FINGERPRINT_SHA256: sum_row_hashes,
 }
 

@@ -1,9 +1,10 @@
-"""The MySQL/MariaDB fingerprint's inner loop in C, when built: the XXH3 row hashes of a
-dump's lines summed without making each line a Python object (_rowsum.c).
+"""The MySQL/MariaDB fingerprint's row sums: the 64-bit XXH3 of each row, summed. In Python over
+rows (``sum_row_xxh3``), and in C, when built, over a dump's lines without making each line a
+Python object first (``sum_lines_xxh3``, _rowsum.c).
 
 `make` builds ``librowsum.so.0`` beside this file (a C compiler and Debian's libxxhash-dev, which
 scripts/install-servers.sh installs). Without it, ``available()`` is False and DumpFingerprint
-takes its Python path, with the same numbers (tests/unit/test_store_mysql_stream.py runs both).
+takes its Python path, with the same numbers (tests/unit/test_store_mysql_fingerprint.py runs both).
 Measured on 140k bank rows of 40 bytes (15.5 MB dump): 12 ms in Python (split 7, hash and sum
 5), ~2 ms here.
 """
@@ -11,7 +12,10 @@ Measured on 140k bank rows of 40 bytes (15.5 MB dump): 12 ms in Python (split 7,
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Iterable
 from pathlib import Path
+
+import xxhash
 
 LIBRARY = Path(__file__).with_name("librowsum.so.0")
 
@@ -28,6 +32,17 @@ def _load() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 
 
 _sum_lines = _load()
+
+
+def sum_row_xxh3(rows: Iterable[bytes]) -> int:
+    """The sum of every row's 64-bit XXH3 hash; fold it with _common.fold_row_hashes.
+
+    One C call per row that returns the number itself: 0.034 us per 40-byte row and 0.045 us
+    per 1 KB row on the 2-core test machine, 10x and 19x less than _common.sum_row_hashes. The fingerprint is
+    a check against accidental differences after a restore (the artifacts' sha256 guards the
+    files themselves), and the folded value keeps 64 bits whichever hash feeds it.
+    """
+    return sum(map(xxhash.xxh3_64_intdigest, rows))
 
 
 def available() -> bool:
