@@ -38,9 +38,10 @@ def sum_row_xxh3(rows: Iterable[bytes]) -> int:
     """The sum of every row's 64-bit XXH3 hash; fold it with _common.fold_row_hashes.
 
     One C call per row that returns the number itself: 0.034 us per 40-byte row and 0.045 us
-    per 1 KB row on the 2-core test machine, 10x and 19x less than _common.sum_row_hashes. The fingerprint is
-    a check against accidental differences after a restore (the artifacts' sha256 guards the
-    files themselves), and the folded value keeps 64 bits whichever hash feeds it.
+    per 1 KB row on the 2-core test machine, 10x and 19x less than _common.sum_row_hashes. The
+    fingerprint is a check against accidental differences after a restore (the artifacts'
+    sha256 guards the files themselves), and the folded value keeps 64 bits whichever hash
+    feeds it.
     """
     return sum(map(xxhash.xxh3_64_intdigest, rows))
 
