@@ -424,6 +424,24 @@ class PipeWriter:
             view = view[os.write(self.fd, view[: self._room()]) :]
 
 
+@contextlib.contextmanager
+def feeding(tool: ToolProcess) -> Iterator[PipeWriter]:
+    """A tool's stdin as a PipeWriter; afterwards stdin is closed and the tool waited for. A
+    tool that stops reading ends the feed quietly (its exit status and stderr say why); any
+    other failure kills it."""
+    assert tool.proc.stdin is not None
+    try:
+        yield PipeWriter(tool.proc.stdin.fileno())
+    except BrokenPipeError:
+        pass
+    except BaseException:
+        tool.kill()
+        raise
+    with contextlib.suppress(BrokenPipeError):
+        tool.proc.stdin.close()
+    tool.wait()
+
+
 class PipeToFile:
     """Copies a pipe into a file from a thread, optionally gzip-compressed, hashing on the way.
 

@@ -50,11 +50,11 @@ from pausepoint.stores import rowsum
 from pausepoint.stores._common import (
     CHUNK,
     PipeToFile,
-    PipeWriter,
     ProgressPoller,
     ServerStore,
     ToolProcess,
     artifacts_checked_beside,
+    feeding,
     find_tool,
     fold_row_hashes,
     make_private_dir,
@@ -1037,7 +1037,7 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
         kernel and in bursts (PipeWriter); only the few lines that rename a database pass
         through here. Measured loading 1 GB: the former read-rewrite-write loop through a
         64 KiB pipe cost 2.1 s of Python CPU, this ~0.3 s."""
-        with MysqlStore._feeding(tool) as pipe, open(dump_file, "rb") as f:
+        with feeding(tool) as pipe, open(dump_file, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             edits: list[Edit] = []
             if size and mapping:
@@ -1052,32 +1052,9 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
 
     @staticmethod
     def _feed(tool: ToolProcess, chunks: Iterable[bytes]) -> None:
-        with MysqlStore._feeding(tool) as pipe:
+        with feeding(tool) as pipe:
             for chunk in chunks:
                 pipe.write(chunk)
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _feeding(tool: ToolProcess) -> Iterator[PipeWriter]:
-        """The client's stdin as a PipeWriter; afterwards stdin is closed and the client waited
-        for. A client that stops reading ends the feed quietly (its exit status and stderr say
-        why); any other failure kills it."""
-        assert tool.proc.stdin is not None
-        try:
-            yield PipeWriter(tool.proc.stdin.fileno())
-        except BrokenPipeError:
-            pass
-        except BaseException:
-            tool.kill()
-            raise
-        MysqlStore._close_and_wait(tool)
-
-    @staticmethod
-    def _close_and_wait(tool: ToolProcess) -> None:
-        assert tool.proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            tool.proc.stdin.close()
-        tool.wait()
 
     # --- verification -----------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ Passwords reach the PostgreSQL tools only through ``PGPASSWORD`` in the child's 
 
 from __future__ import annotations
 
-import contextlib
 import re
 import subprocess
 import threading
@@ -37,6 +36,7 @@ from pausepoint.stores._common import (
     ToolProcess,
     artifacts_checked_beside,
     dir_size,
+    feeding,
     find_tool,
     fold_row_hashes,
     list_artifacts,
@@ -539,7 +539,8 @@ class PostgresStore(ServerStore[PostgresCaptureHandle]):
                 if toc  # for a point made before TOC_FILE, list the dump
                 else self._table_of_contents(restore_tool, dump_dir, RestoreError)
             )
-            _write_and_close(tool, _toc_without(contents, existing).encode())
+            with feeding(tool) as pipe:
+                pipe.write(_toc_without(contents, existing).encode())
             rc = tool.wait()
         except BaseException:
             tool.kill()
@@ -626,13 +627,3 @@ def _toc_without(contents: str, schemas: set[str]) -> str:
             continue
         kept.append(line)
     return "\n".join(kept) + "\n"
-
-
-def _write_and_close(tool: ToolProcess, data: bytes) -> None:
-    """Give a tool its whole input. One that ended before reading it tells why by its exit
-    status and stderr, which the caller reads."""
-    assert tool.proc.stdin is not None
-    with contextlib.suppress(BrokenPipeError):
-        tool.proc.stdin.write(data)
-    with contextlib.suppress(BrokenPipeError):
-        tool.proc.stdin.close()
