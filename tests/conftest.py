@@ -14,7 +14,37 @@ import pytest
 # when pytest runs without the Makefile's environment.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from tests.support import servers
+from tests.support import hygiene, servers
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_BASELINE] = hygiene.Baseline.take()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every fixture is torn down by now: the suite fails if it left anything behind."""
+    baseline = session.config.stash.get(_BASELINE, None)
+    if baseline is None or os.environ.get("PAUSEPOINT_KEEP_SERVERS"):
+        return
+    from tests.support import gate_server
+
+    nodes = [
+        f"{n.host}:{n.port}{' (PAUSED)' if n.gate.check_paused() else ''}"
+        for n in list(gate_server.LIVE)
+    ]
+    found = baseline.leftovers(nodes)
+    if found:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "the test session left behind:\n  " + "\n  ".join(found)
+        if reporter is not None:
+            reporter.write_sep("=", "LEFT BEHIND", red=True)
+            reporter.write_line(text)
+        else:
+            print(text)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BASELINE = pytest.StashKey[hygiene.Baseline]()
 
 
 def _unavailable(reason: str) -> None:

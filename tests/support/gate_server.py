@@ -266,6 +266,10 @@ class _Servicer(scalar_admin_pb2_grpc.AdminServicer):
         return scalar_admin_pb2.CheckPausedResponse(paused=self._node.gate.check_paused())
 
 
+# Every GateServer serving right now: the suite's end checks that none is left (hygiene.py).
+LIVE: set[GateServer] = set()
+
+
 class GateServer:
     """One admin node on loopback. Starts on construction (``autostart=False`` to defer).
 
@@ -346,12 +350,14 @@ class GateServer:
         self.port = bound
         server.start()
         self._server, self._executor = server, executor
+        LIVE.add(self)
         return self
 
     def stop(self) -> None:
         """Crash: the port stops answering at once; calls in progress are cancelled."""
         server, executor = self._server, self._executor
         self._server = self._executor = None
+        LIVE.discard(self)
         if server is not None:
             server.stop(grace=None).wait()
         if executor is not None:
