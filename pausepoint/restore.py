@@ -29,6 +29,7 @@ from pausepoint.secrets import SecretResolver
 from pausepoint.site import Site
 from pausepoint.stores import open_store
 from pausepoint.stores.base import Fingerprint, Store, StoreCapture
+from pausepoint.validation import explain_lines
 from pausepoint.yamlfile import load_yaml
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,9 @@ def load_target(path: str | Path | None) -> RestoreTarget:
         raise ConfigError(f"cannot read restore target file {path}: {exc.strerror}") from None
     except ValidationError as exc:
         raise ConfigError(
-            f"restore target file {path} is invalid: {exc}. It holds 'replace: bool' and "
-            "'stores: {store-name: {setting: value}}'."
+            f"restore target file {path} is invalid:"
+            + "".join(f"\n  - {line}" for line in explain_lines(exc))
+            + "\nIt holds 'replace: true|false' and 'stores: {store-name: {setting: value}}'."
         ) from None
 
 

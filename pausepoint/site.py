@@ -10,14 +10,17 @@ import contextlib
 import ipaddress
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pausepoint.errors import ConfigError
 from pausepoint.stores import StoreConfig
+from pausepoint.validation import problem, where, yaml_type
 from pausepoint.yamlfile import load_yaml
 
+# StoreConfig is Annotated[PostgresConfig | MysqlConfig, ...]: the kinds a site file may name.
+_STORE_KINDS = ", ".join(m.model_fields["kind"].default for m in get_args(get_args(StoreConfig)[0]))
 _HOSTPORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
 
 
@@ -34,7 +37,10 @@ class Target(BaseModel):
         m = _HOSTPORT.match(text.strip())
         if not m:
             raise ValueError(f"{text!r} is not host:port (for example 127.0.0.1:50053)")
-        return cls(host=m["host"].strip("[]"), port=int(m["port"]))
+        port = int(m["port"])
+        if not 0 < port < 65536:
+            raise ValueError(f"{text!r}: the port must be between 1 and 65535")
+        return cls(host=m["host"].strip("[]"), port=port)
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -184,20 +190,21 @@ class Site(BaseModel):
 
 def _explain(err: ValidationError, source: str) -> str:
     lines = [f"{source} is not a valid site file:"]
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "missing":
-            msg = "is required; add it"
-        elif e["type"] == "extra_forbidden":
-            msg = "is not a known setting; check its spelling and indentation"
-        lines.append(f"  - {where}: {msg}")
+    for e in err.errors(include_url=False):
+        text = problem(e)
+        if e["type"] == "union_tag_not_found":  # the one tagged union: a store's kind
+            text = f"a store needs 'kind:', one of: {_STORE_KINDS}"
+        lines.append(f"  - {where(e['loc'])}: {text}")
     return "\n".join(lines)
 
 
 def parse_site(data: Any, source: str = "site") -> Site:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source} must be a YAML mapping with 'site:', 'catalog:', 'ledger:'")
+        what = "is empty" if data is None else f"holds {yaml_type(data)}"
+        raise ConfigError(
+            f"{source} {what}: it must be a YAML mapping with at least 'site:', 'catalog:' and "
+            "'ledger:' (see demo/site.yaml.tmpl)"
+        )
     try:
         return Site.model_validate(data)
     except ValidationError as err:

@@ -94,6 +94,8 @@ def load_yaml(source: Path | str, what: str) -> Any:
             f"{what} is not UTF-8 text ({shown} at position {exc.position}): save it as UTF-8"
         ) from None
     except yaml.MarkedYAMLError as exc:
-        raise ConfigError(f"{what} is not valid YAML {_syntax(exc)}; fix the syntax") from None
+        tagged = "constructor for the tag" in (exc.problem or "")
+        fix = "remove the tag: pausepoint reads plain YAML" if tagged else "fix the syntax"
+        raise ConfigError(f"{what} is not valid YAML {_syntax(exc)}; {fix}") from None
     except yaml.YAMLError as exc:  # no position known
         raise ConfigError(f"{what} is not valid YAML: {exc}; fix the syntax") from None
