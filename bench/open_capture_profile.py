@@ -65,13 +65,12 @@ def instrument() -> None:
         ("ToolProcess", "dump start (fork+exec)"),
         ("PipeToFile", "pipe reader start"),
         ("client_ports", "client_ports"),
-        ("make_private_dir", "private dir"),
     ):
         if hasattr(mysql, attr):
             setattr(mysql, attr, _timed(name, getattr(mysql, attr)))
     for attr, name in (
         ("_connect", "connect"),
-        ("_write_option_file", "option file"),
+        ("_option_file", "option file"),
         ("_wait_for_snapshot", "wait for snapshot"),
         ("_dump_tool", "find tool"),
     ):

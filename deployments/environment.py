@@ -24,8 +24,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pausepoint.errors import ConfigError
 from pausepoint.requests import (
     BackupRequest,
@@ -34,6 +32,7 @@ from pausepoint.requests import (
     WatchdogRequest,
     parse_request,
 )
+from pausepoint.yamlfile import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "PAUSEPOINT_ENV"
@@ -70,10 +69,7 @@ def environment_dir(environment: str | None = None, root: Path = ROOT) -> tuple[
 def _read_parameters(path: Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    data = load_yaml(path, f"parameters file {path}") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must map deployment names to their parameter values")
     for name, values in data.items():

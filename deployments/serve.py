@@ -23,8 +23,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from deployments.environment import (
     ENV_VAR,
     REQUESTS,
@@ -34,6 +32,7 @@ from deployments.environment import (
     resolve,
 )
 from pausepoint.errors import ConfigError
+from pausepoint.yamlfile import load_yaml
 
 PREFECT_FILE = ROOT / "prefect.yaml"
 
@@ -80,7 +79,7 @@ def deployment_specs(
     is left out when ``values`` has no drill target."""
     from prefect.utilities.templating import apply_values
 
-    config = yaml.safe_load(prefect_file.read_text())
+    config = load_yaml(prefect_file, str(prefect_file))
     build_ids = {
         step_inputs.get("id")
         for step in config.get("build") or []

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from pausepoint.catalog.manifest import explain_validation
 from pausepoint.errors import ConfigError
+from pausepoint.validation import problem, where
 
 SiteFile = Annotated[
     str,
@@ -83,14 +83,18 @@ class RestoreRequest(_Request):
         "refused.",
     )
 
-    @model_validator(mode="after")
-    def _confirmed(self) -> RestoreRequest:
-        if self.confirm != self.point_id:
+    @field_validator("confirm")
+    @classmethod
+    def _confirmed(cls, confirm: str, info: ValidationInfo) -> str:
+        # A field validator (not a model one) so that the error names the field `confirm`.
+        # point_id is validated first; when it is wrong, its own error says so.
+        point_id = info.data.get("point_id")
+        if point_id is not None and confirm != point_id:
             raise ValueError(
-                f"confirm is {self.confirm!r} but must repeat point_id {self.point_id!r}: type the "
-                "restore point id in both fields to confirm the restore"
+                f"is {confirm!r} but must repeat point_id {point_id!r}: type the restore point "
+                "id in both fields to confirm the restore"
             )
-        return self
+        return confirm
 
 
 class WatchdogRequest(_Request):
@@ -134,4 +138,12 @@ def parse_request(model: type[R], **fields: object) -> R:
     try:
         return model(**fields)
     except ValidationError as exc:
-        raise ConfigError(f"invalid {model.__name__}: {explain_validation(exc)}") from None
+        problems = []
+        for e in exc.errors(include_url=False):
+            text = problem(e)
+            if e["type"] == "extra_forbidden":
+                text = (
+                    f"is not a parameter of {model.__name__}; it takes {sorted(model.model_fields)}"
+                )
+            problems.append(f"\n  - {where(e['loc'])}: {text}")
+        raise ConfigError(f"invalid {model.__name__}:{''.join(problems)}") from None

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pausepoint.admin.client import AdminCallError, AdminClient, Reason
@@ -30,6 +29,8 @@ from pausepoint.secrets import SecretResolver
 from pausepoint.site import Site
 from pausepoint.stores import open_store
 from pausepoint.stores.base import Fingerprint, Store, StoreCapture
+from pausepoint.validation import explain_lines
+from pausepoint.yamlfile import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,15 @@ def load_target(path: str | Path | None) -> RestoreTarget:
         return RestoreTarget()
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path, f"restore target file {path}") or {}
         return RestoreTarget.model_validate(data)
     except OSError as exc:
         raise ConfigError(f"cannot read restore target file {path}: {exc.strerror}") from None
-    except (yaml.YAMLError, ValidationError) as exc:
+    except ValidationError as exc:
         raise ConfigError(
-            f"restore target file {path} is invalid: {exc}. It holds 'replace: bool' and "
-            "'stores: {store-name: {setting: value}}'."
+            f"restore target file {path} is invalid:"
+            + "".join(f"\n  - {line}" for line in explain_lines(exc))
+            + "\nIt holds 'replace: true|false' and 'stores: {store-name: {setting: value}}'."
         ) from None
 
 

@@ -6,16 +6,21 @@ errors into one ConfigError that names each field, what is wrong and how to fix 
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pausepoint.errors import ConfigError
 from pausepoint.stores import StoreConfig
+from pausepoint.validation import problem, where, yaml_type
+from pausepoint.yamlfile import load_yaml
 
+# StoreConfig is Annotated[PostgresConfig | MysqlConfig, ...]: the kinds a site file may name.
+_STORE_KINDS = ", ".join(m.model_fields["kind"].default for m in get_args(get_args(StoreConfig)[0]))
 _HOSTPORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
 
 
@@ -32,10 +37,22 @@ class Target(BaseModel):
         m = _HOSTPORT.match(text.strip())
         if not m:
             raise ValueError(f"{text!r} is not host:port (for example 127.0.0.1:50053)")
-        return cls(host=m["host"].strip("[]"), port=int(m["port"]))
+        port = int(m["port"])
+        if not 0 < port < 65536:
+            raise ValueError(f"{text!r}: the port must be between 1 and 65535")
+        return cls(host=m["host"].strip("[]"), port=port)
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def normalised(self) -> Target:
+        """The same node written one way: DNS names are case-insensitive and may end in a dot;
+        an IP address in its canonical form (``0:0:0:0:0:0:0:1`` is ``::1``). Names are not
+        resolved."""
+        host = self.host.lower().rstrip(".")
+        with contextlib.suppress(ValueError):  # not an IP address: a name
+            host = str(ipaddress.ip_address(host))
+        return Target(host=host, port=self.port)
 
 
 class TlsSettings(BaseModel):
@@ -65,8 +82,15 @@ class TargetSource(BaseModel):
     def _some_source(self) -> TargetSource:
         if not self.static and not self.srv:
             raise ValueError("give the admin endpoints: 'static: [host:port, ...]' or 'srv: NAME'")
-        if len(set(self.static)) != len(self.static):
-            raise ValueError("a node is listed twice in 'static'; list each admin endpoint once")
+        seen: dict[Target, int] = {}
+        for i, target in enumerate(self.static):
+            node = target.normalised()
+            if node in seen:
+                raise ValueError(
+                    f"admin node {node} is listed twice, in static[{seen[node]}] and "
+                    f"static[{i}]; list each admin endpoint once"
+                )
+            seen[node] = i
         return self
 
 
@@ -124,6 +148,22 @@ class Site(BaseModel):
     auditor: Component | None = None
 
     @model_validator(mode="after")
+    def _one_component_per_node(self) -> Site:
+        # Pausing a node twice in one window is not what the operator meant; and which
+        # component's pause owns it would depend on the order of the calls.
+        seen: dict[Target, str] = {}
+        for name, comp in self.components().items():
+            for i, target in enumerate(comp.targets.static):
+                node, where = target.normalised(), f"{name}.targets.static[{i}]"
+                if node in seen:
+                    raise ValueError(
+                        f"admin node {node} is listed in {seen[node]} and in {where}; a node "
+                        "belongs to one component: remove it from one"
+                    )
+                seen[node] = where
+        return self
+
+    @model_validator(mode="after")
     def _unique_store_names(self) -> Site:
         seen: set[str] = set()
         for _, store in self.stores():
@@ -150,20 +190,21 @@ class Site(BaseModel):
 
 def _explain(err: ValidationError, source: str) -> str:
     lines = [f"{source} is not a valid site file:"]
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "missing":
-            msg = "is required; add it"
-        elif e["type"] == "extra_forbidden":
-            msg = "is not a known setting; check its spelling and indentation"
-        lines.append(f"  - {where}: {msg}")
+    for e in err.errors(include_url=False):
+        text = problem(e)
+        if e["type"] == "union_tag_not_found":  # the one tagged union: a store's kind
+            text = f"a store needs 'kind:', one of: {_STORE_KINDS}"
+        lines.append(f"  - {where(e['loc'])}: {text}")
     return "\n".join(lines)
 
 
 def parse_site(data: Any, source: str = "site") -> Site:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source} must be a YAML mapping with 'site:', 'catalog:', 'ledger:'")
+        what = "is empty" if data is None else f"holds {yaml_type(data)}"
+        raise ConfigError(
+            f"{source} {what}: it must be a YAML mapping with at least 'site:', 'catalog:' and "
+            "'ledger:' (see demo/site.yaml.tmpl)"
+        )
     try:
         return Site.model_validate(data)
     except ValidationError as err:
@@ -172,16 +213,7 @@ def parse_site(data: Any, source: str = "site") -> Site:
 
 def load_site(path: str | Path) -> Site:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read site file {path}: {exc.strerror}; check the path") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"site file {path} is not valid YAML{where}: fix the syntax") from None
+    data = load_yaml(path, f"site file {path}")
     site = parse_site(data, source=f"site file {path}")
     # A relative catalog path is relative to the site file, not to wherever pausepoint runs.
     if not site.catalog.path.is_absolute():

@@ -25,7 +25,6 @@ import select
 import shutil
 import signal
 import subprocess
-import tempfile
 import termios
 import threading
 import time
@@ -111,6 +110,7 @@ class ToolProcess:
         stdout: int | None = subprocess.DEVNULL,
         tail_lines: int = 20,
         on_stderr: Callable[[str], bool] | None = None,
+        pass_fds: Sequence[int] = (),
     ):
         self._secrets = [s for s in secrets if s]
         _refuse_secrets_in_argv(argv, self._secrets)
@@ -124,6 +124,7 @@ class ToolProcess:
             stdout=stdout,
             stderr=subprocess.PIPE,
             env={**os.environ, **(env or {})},
+            pass_fds=tuple(pass_fds),  # a SecretFile's descriptor, under the same number
             # Own process group: a kill reaches the tool only, never our own process.
             start_new_session=True,
         )
@@ -204,31 +205,53 @@ def run_tool(
         raise error(tool.failure(what))
 
 
-def make_private_dir(prefix: str) -> Path:
-    """A 0700 temporary directory for files that hold secrets (remove_private_dir after)."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
+class SecretFile:
+    """Secret text a tool reads as the file ``/dev/fd/N``, never written to any disk: an
+    anonymous memory file (memfd). It exists while a descriptor to it is open, ours or the
+    tool's, so a run that fails, is cancelled or is killed with SIGKILL leaves nothing behind
+    (a file in the temp directory would stay: nothing sweeps it). Give the tool ``fd`` in
+    ``pass_fds``; the tool opens the path anew (from the start) as often as it likes.
+    ``close()`` (or the ``with`` block) drops our descriptor."""
 
+    def __init__(self, text: str, name: str = "pausepoint-secret"):
+        # Close-on-exec: only a tool given it in pass_fds inherits it, never another child.
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        try:
+            # A memfd starts as mode 0777; MariaDB/MySQL tools ignore a world-writable option
+            # file ("World-writable config file ... is ignored"), and nobody else needs it.
+            os.fchmod(fd, 0o600)
+            data = memoryview(text.encode())
+            while data:
+                data = data[os.write(fd, data) :]
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd: int | None = fd
 
-def remove_private_dir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise RuntimeError("the secret file is closed")
+        return self._fd
 
+    @property
+    def path(self) -> str:
+        return f"/dev/fd/{self.fd}"
 
-@contextlib.contextmanager
-def private_dir(prefix: str) -> Iterator[Path]:
-    """make_private_dir for the length of a ``with`` block."""
-    path = make_private_dir(prefix)
-    try:
-        yield path
-    finally:
-        remove_private_dir(path)
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
 
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
-def write_private_file(path: Path, text: str) -> Path:
-    """Create ``path`` with mode 0600 before any byte of ``text`` is written."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return path
+    def __enter__(self) -> SecretFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --- artifacts ------------------------------------------------------------------------------

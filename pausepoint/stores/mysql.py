@@ -2,7 +2,7 @@
 
 A dump tool cannot join a snapshot that another connection opened (MariaDB and MySQL cannot
 share one), so the dump itself must START its transaction inside the pause window.
-``prepare_capture`` (before the pause) resolves the tool, writes the option file, builds the
+``prepare_capture`` (before the pause) resolves the tool, makes the option file, builds the
 command line and opens the watcher connection. ``open_capture`` (inside the window) launches
 ``mariadb-dump`` (or ``mysqldump``) with ``--verbose`` and returns as soon as the dump itself
 says, on its stderr, that it is past ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` (see
@@ -15,7 +15,9 @@ The fingerprint is read from the dump itself as it streams by (``DumpFingerprint
 of every table, from the dump's one snapshot. After a restore, ``fingerprint()`` dumps the live
 databases the same way and reads the same numbers from that dump.
 
-Passwords reach the tools only through a 0600 ``--defaults-extra-file``, never argv.
+Passwords reach the tools only through ``--defaults-extra-file=/dev/fd/N``: an option file in
+memory (``SecretFile``, a 0600 memfd the tool inherits), never argv and never a file on disk, so
+a run that fails or is killed leaves no password behind.
 """
 
 from __future__ import annotations
@@ -51,19 +53,16 @@ from pausepoint.stores._common import (
     CHUNK,
     PipeToFile,
     ProgressPoller,
+    SecretFile,
     ServerStore,
     ToolProcess,
     artifacts_checked_beside,
     feeding,
     find_tool,
     fold_row_hashes,
-    make_private_dir,
-    private_dir,
     read_pipe,
     redact,
-    remove_private_dir,
     sum_row_hashes,
-    write_private_file,
 )
 from pausepoint.stores.base import (
     Artifact,
@@ -515,7 +514,8 @@ class _Connection(pymysql.connections.Connection):
 
 
 class MysqlPreparedCapture(PreparedCapture):
-    """Made before the pause: the dump's command line and 0600 option file, the artifact's
+    """Made before the pause: the dump's command line and its option file (in memory), the
+    artifact's
     path, and the watcher connection (open, authenticated) for the PROCESSLIST fallback with the
     connection ids that existed before. Freed by the handle that takes it over, or release()."""
 
@@ -524,14 +524,14 @@ class MysqlPreparedCapture(PreparedCapture):
         workdir: Path,
         *,
         artifact: Path,
-        secret_dir: Path,
+        options: SecretFile,
         argv: list[str],
         password: str | None,
         dump_version: str,
     ):
         super().__init__(workdir)
         self.artifact = artifact
-        self.secret_dir = secret_dir
+        self.options = options
         self.argv = argv
         self.password = password
         self.dump_version = dump_version
@@ -546,7 +546,7 @@ class MysqlPreparedCapture(PreparedCapture):
 
     def free(self) -> None:
         self.close_monitor()
-        remove_private_dir(self.secret_dir)
+        self.options.close()
 
 
 @dataclass
@@ -563,10 +563,6 @@ class MysqlCaptureHandle(CaptureHandle):
     signal: str  # how the open snapshot was detected (for the record)
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def secret_dir(self) -> Path:
-        return self.prepared.secret_dir
 
 
 class MysqlStore(ServerStore[MysqlCaptureHandle]):
@@ -623,11 +619,11 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             store=self.name,
         )
 
-    def _tool_args(self, option_path: Path) -> list[str]:
+    def _tool_args(self, options: SecretFile) -> list[str]:
         c = self.config
         # --defaults-extra-file must come first; it carries the user and the password.
         return [
-            f"--defaults-extra-file={option_path}",
+            f"--defaults-extra-file={options.path}",
             f"--host={c.host}",
             f"--port={c.port}",
             "--protocol=TCP",
@@ -710,16 +706,17 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
 
     # --- capture ----------------------------------------------------------------------------
 
-    def _write_option_file(self, directory: Path) -> tuple[Path, str | None]:
-        """The tools' 0600 option file (user and password) in ``directory``, and the password."""
+    def _option_file(self) -> tuple[SecretFile, str | None]:
+        """The tools' option file (user and password), in memory, and the password. Start the
+        tool with ``pass_fds=[options.fd]`` and close it after."""
         password = self._password()
-        path = write_private_file(directory / "client.cnf", option_file(self.config.user, password))
-        return path, password
+        options = SecretFile(option_file(self.config.user, password), "pausepoint-client.cnf")
+        return options, password
 
-    def _dump_argv(self, tool: Path, option_path: Path, databases: list[str]) -> list[str]:
+    def _dump_argv(self, tool: Path, options: SecretFile, databases: list[str]) -> list[str]:
         argv = [
             str(tool),
-            *self._tool_args(option_path),
+            *self._tool_args(options),
             # TCP even for "localhost": the snapshot signal finds the dump by its client port.
             "--protocol=TCP",
             "--single-transaction",
@@ -755,17 +752,16 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
         # artifact of 46% of the size. Server, dump and zlib compete for two cores, so gzip
         # cannot promise >= 0.9x there; gzip_level trades speed for space where cores are free.
         artifact = workdir / ("dump.sql.gz" if self.config.gzip_level else "dump.sql")
-        secret_dir = make_private_dir("pausepoint-mysql-")
+        options, password = self._option_file()
         prepared: MysqlPreparedCapture | None = None
         try:
-            option_path, password = self._write_option_file(secret_dir)
-            argv = self._dump_argv(tool, option_path, list(self.config.databases))
+            argv = self._dump_argv(tool, options, list(self.config.databases))
             # After --defaults-extra-file, which must stay first: the snapshot signal.
             argv.insert(2, "--verbose")
             prepared = MysqlPreparedCapture(
                 workdir,
                 artifact=artifact,
-                secret_dir=secret_dir,
+                options=options,
                 argv=argv,
                 password=password,
                 dump_version=dump_version,
@@ -783,7 +779,7 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
         except BaseException:
             if prepared is not None:
                 prepared.free()
-            remove_private_dir(secret_dir)
+            options.close()
             raise
         return prepared
 
@@ -802,7 +798,11 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
         talk = DumpTalk()
         try:
             dump = ToolProcess(
-                p.argv, stdout=subprocess.PIPE, secrets=[p.password or ""], on_stderr=talk
+                p.argv,
+                stdout=subprocess.PIPE,
+                secrets=[p.password or ""],
+                on_stderr=talk,
+                pass_fds=[p.options.fd],
             )
             assert dump.proc.stdout is not None
             sink = PipeToFile(
@@ -1011,12 +1011,13 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
                     # The dump's CREATE DATABASE recreates it with its captured character set.
                     cur.execute(f"DROP DATABASE IF EXISTS {quote_ident(self._target(db))}")
         mapping = {d: self._target(d) for d in captured if self._target(d) != d}
-        with private_dir("pausepoint-mysql-") as tmp:
-            option_path, password = self._write_option_file(tmp)
+        options, password = self._option_file()
+        with options:
             tool = ToolProcess(
-                [str(client), *self._tool_args(option_path), "--default-character-set=utf8mb4"],
+                [str(client), *self._tool_args(options), "--default-character-set=utf8mb4"],
                 stdin=subprocess.PIPE,
                 secrets=[password or ""],
+                pass_fds=[options.fd],
             )
             if dump_file.name.endswith(".gz"):
                 self._feed(tool, rename_databases(_read_chunks(dump_file), mapping))
@@ -1069,10 +1070,15 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
         live = {self._target(d): d for d in self.config.databases}
         rows = DumpFingerprint(live, method or FINGERPRINT)
         what = f"store {self.name}: dumping {', '.join(live)} at {self._where} to fingerprint it"
-        with private_dir("pausepoint-mysql-") as tmp:
-            option_path, password = self._write_option_file(tmp)
-            argv = self._dump_argv(self._dump_tool(), option_path, list(live))
-            dump = ToolProcess(argv, stdout=subprocess.PIPE, secrets=[password or ""])
+        options, password = self._option_file()
+        with options:
+            argv = self._dump_argv(self._dump_tool(), options, list(live))
+            dump = ToolProcess(
+                argv,
+                stdout=subprocess.PIPE,
+                secrets=[password or ""],
+                pass_fds=[options.fd],
+            )
             assert dump.proc.stdout is not None
             try:
                 read_pipe(dump.proc.stdout, lambda block: rows.feed(bytes(block)))

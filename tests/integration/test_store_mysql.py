@@ -304,11 +304,11 @@ def test_prepared_capture_released_unopened_leaves_nothing_behind(mysql_server, 
     prepared = store.prepare_capture(tmp_path / "cap")
     assert prepared.monitor is not None and prepared.monitor.open  # authenticated beforehand
     assert pausepoint_connections(mysql_server) == before + 1
-    assert (prepared.secret_dir / "client.cnf").stat().st_mode & 0o777 == 0o600
+    assert not prepared.options.closed  # the option file, in memory
     prepared.release()
     prepared.release()  # idempotent
     assert pausepoint_connections(mysql_server) == before
-    assert not prepared.secret_dir.exists()
+    assert prepared.options.closed
     with pytest.raises(CaptureError, match="already released"):
         store.open_capture(tmp_path / "cap", prepared)  # a late open never runs on it
 
@@ -320,7 +320,7 @@ def test_open_capture_that_fails_frees_its_preparation(mysql_server, tmp_path):
     with pytest.raises(CaptureError, match="failed before its snapshot opened"):
         store.open_capture(tmp_path / "cap", prepared)
     assert pausepoint_connections(mysql_server) == before
-    assert not prepared.secret_dir.exists()
+    assert prepared.options.closed
     assert prepared.state == "taken" and prepared.monitor is None
     prepared.release()  # the open took it over: nothing left to free, no error
 
@@ -391,10 +391,10 @@ def test_check_with_empty_bin_dir_reports_missing_tool(mysql_server, dbs, tmp_pa
 def test_capture_leaves_no_secret_file_behind(mysql_server, dbs, tmp_path):
     store = make_store(mysql_server, dbs)
     handle = store.open_capture(tmp_path / "cap")
-    assert (handle.secret_dir / "client.cnf").stat().st_mode & 0o777 == 0o600
+    assert not handle.prepared.options.closed
     assert mysql_server.password not in " ".join(handle.dump.argv)
     store.finish_capture(handle)
-    assert not handle.secret_dir.exists()
+    assert handle.prepared.options.closed
     assert sorted(p.name for p in (tmp_path / "cap").iterdir()) == ["dump.sql"]
 
 

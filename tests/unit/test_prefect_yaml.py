@@ -87,7 +87,7 @@ def test_each_environment_fills_every_parameter_with_a_valid_request(environment
         if name == "restore":
             # ... the restore point and its confirmation are never defaults: each run names them.
             assert set(request) == {"site_file"}
-            with pytest.raises(ConfigError, match="point_id: Field required"):
+            with pytest.raises(ConfigError, match="point_id: is required"):
                 requests.parse_request(MODEL[name], **request)
             requests.parse_request(MODEL[name], **request, point_id=POINT, confirm=POINT)
         else:
@@ -143,7 +143,7 @@ def test_deploy_refuses_without_an_environment(monkeypatch):
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("prune: {keep_last: 0}\n", "keep_last: Input should be greater than or equal to 1"),
+        ("prune: {keep_last: 0}\n", "keep_last: should be greater than or equal to 1, not 0"),
         ("prune: {keep_lats: 3}\n", r"\['keep_lats'\] cannot be set here"),
         ("backup: {site_file: other.yaml}\n", r"\['site_file'\] cannot be set here"),
         ("restore: {point_id: x}\n", "'restore' is not a deployment with per-environment"),

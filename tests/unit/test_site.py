@@ -105,7 +105,7 @@ def test_load_site_inline_password_refused_with_fix():
             "pause.drain_timeout_ms",
             "greater than 0",
         ),
-        (lambda d: d.update(site="Demo Site"), "site", "should match pattern"),
+        (lambda d: d.update(site="Demo Site"), "site", "use lower-case letters"),
         (
             lambda d: d["ledger"]["stores"][0]["password"].update(block="x"),
             "ledger.stores.0.postgres.password",
@@ -136,5 +136,5 @@ def test_load_site_missing_file_names_path(tmp_path):
 
 
 def test_load_site_not_a_mapping_refused(tmp_path):
-    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+    with pytest.raises(ConfigError, match="holds a list: it must be a YAML mapping"):
         load_site(write(tmp_path, "- just\n- a list\n"))
