@@ -407,6 +407,11 @@ class BackupRun:
             self.session.pause_all()
         except BaseException:
             self.signals.closing.set()
+            if self.interrupted_by is not None and self.session.unpaused_everything:
+                # The signal closed the window while Pause was in flight and what landed was
+                # unpaused again: the interruption's own error says so.
+                log.info("site %s: interrupted while pausing; every node unpaused", self.site.site)
+                return False
             raise
         self.signals.paused.set()
         return True

@@ -227,8 +227,9 @@ class PauseSession:
             self._unpause_error = exc
             raise
         raise PauseError(
-            f"site {self.site!r}: the window was closed (the lease deadline passed) while Pause "
-            f"was still in flight; {_describe(late)} paused after that and were unpaused again. "
+            f"site {self.site!r}: the window was closed (the lease deadline passed, or the run "
+            f"was interrupted) while Pause was still in flight; {_describe(late)} paused after "
+            "that and were unpaused again. "
             "No backup was taken. Raise pause.lease_margin_ms above pause.call_timeout_ms, or "
             "find why pausing took so long (drain, network), then retry."
         )
