@@ -7,12 +7,15 @@
               -> open_capture on every store                           in parallel
               -> hold; CheckPaused on every node; node set unchanged
               -> unpause every node (always)
-              -> end the lease (released; left active for the watchdog if unpause failed)
+              -> end the lease (released; left active for the watchdog if unpause failed;
+                 after a failed pause, first re-check its nodes until the lease deadline)
               -> finish_capture on every store (a progress bar)         in parallel
               -> register restore point, publish it (markdown, table, catalog link)
               -> event pausepoint.backup.completed (or .failed, with the error)
 
-Preflight to the end of the lease run under the site's pause lock (tasks.pause_lock).
+Preflight to the end of the lease run under the site's pause lock (tasks.pause_lock). From the
+lease to its end, SIGINT and SIGTERM close the window at once (unpause, nothing registered) and
+the run fails with BackupInterruptedError, returned as a Failed state: one line, no traceback.
 
 Any failure registers nothing and sweeps the run's files; unpause failures outrank pause
 failures, which outrank verification failures (pausepoint.errors.most_severe).
@@ -24,11 +27,12 @@ from prefect import flow
 from prefect.futures import wait
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows._common import results
-from pausepoint.backup import BackupRun
-from pausepoint.errors import CaptureError, most_severe
+from pausepoint.backup import BackupRun, interrupts_close_window
+from pausepoint.errors import BackupInterruptedError, CaptureError, most_severe
 from pausepoint.requests import BackupRequest
 from tasks import events
 from tasks.backup_steps import (
@@ -122,14 +126,22 @@ def backup(request: BackupRequest) -> str:
             hold = derive_hold(run)
             begin_point(run)
             if run.needs_pause:
-                take_lease(run, hold)
-                errors += _window(run, hold)
-                end_lease(run)
+                with interrupts_close_window(run):
+                    take_lease(run, hold)
+                    errors += _window(run, hold)
+                    end_lease(run)
+                errors += run.errors_after_window()
             else:
                 logger.info("the whole site lives in one transactional store: no pause is needed")
                 errors += results([open_capture.submit(run, slot) for slot in run.slots])
         if errors:
-            raise run.fail(errors)
+            failure = run.fail(errors)
+            if isinstance(failure, BackupInterruptedError):
+                # An operator's signal, handled: fail the run with its one line, not with the
+                # traceback Prefect logs for a raised exception. Calling the flow still raises it.
+                events.backup_failed(site.site, failure, run.pending.id if run.pending else None)
+                return Failed(message=str(failure), data=failure)  # type: ignore[return-value]
+            raise failure
         shown = begin_copy(run)
         errors = results([finish_capture.submit(run, slot, shown) for slot in run.slots])
         if errors:

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import signal
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -25,9 +29,11 @@ from pausepoint.catalog import Catalog, Lease, PendingPoint
 from pausepoint.catalog.manifest import ComponentRecord, RestorePoint
 from pausepoint.clock import ClockBound, check_gate, required_hold_ms
 from pausepoint.errors import (
+    BackupInterruptedError,
     CaptureError,
     LeaseError,
     PausepointError,
+    UnpauseError,
     WindowExpiredError,
     most_severe,
 )
@@ -36,7 +42,7 @@ from pausepoint.secrets import SecretResolver
 from pausepoint.site import Site
 from pausepoint.stores import open_store
 from pausepoint.stores.base import CaptureHandle, PreparedCapture, Store, StoreCapture
-from pausepoint.window import PauseSession, deadline_for, no_pause_record
+from pausepoint.window import LateWatch, PauseSession, deadline_for, no_pause_record
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,7 @@ class WindowSignals:
         self.paused = threading.Event()  # every node confirmed Pause
         self.opened = threading.Event()  # every store's snapshot is established
         self.closing = threading.Event()  # verified, or failed: unpause now
+        self.interrupted = threading.Event()  # SIGINT/SIGTERM: close now, pause nothing more
 
     @staticmethod
     def wait_for(event: threading.Event, closing: threading.Event, timeout_s: float) -> bool:
@@ -97,6 +104,9 @@ class BackupRun:
     signals: WindowSignals = field(default_factory=WindowSignals)
     guard: LeaseGuard | None = None
     deadline_passed: bool = False  # the lease timer closed the window: nothing is registered
+    interrupted_by: tuple[str, int] | None = None  # (signal name, number) that closed the window
+    late_watch: LateWatch | None = None  # after a failed pause: what the watch for late ones saw
+    _late_errors: list[BaseException] = field(default_factory=list)
     _opened_count: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _local_id: str = field(default_factory=lambda: f"local-{uuid.uuid4().hex}")
@@ -220,9 +230,20 @@ class BackupRun:
 
     def end_lease(self) -> Lease | None:
         """After the window: release the lease when every node this run paused is unpaused;
-        otherwise leave it ACTIVE, so the watchdog retries the unpause after the deadline."""
+        otherwise leave it ACTIVE, so the watchdog retries the unpause after the deadline.
+
+        After a failed pause, first watch the nodes whose Pause may still land until the lease
+        deadline (``_watch_late_pauses``): a late pause is unpaused and the lease ends broken
+        saying so; a node that cannot be asked at the end, or an interruption of the watch,
+        leaves it ACTIVE for the watchdog."""
         if self.guard is None or self.session is None:
             return None
+        if self.session.unpaused_everything and self.session.pause_unsure:
+            watch = self._watch_late_pauses()
+            if watch is not None and watch.unpaused and not watch.unanswered and not watch.stopped:
+                return self._end_lease_broken(watch)
+            if watch is not None and (watch.unanswered or watch.stopped):
+                return self._leave_lease_for_watchdog(watch)
         if not self.session.unpaused_everything:
             self.guard.disarm()
             log.critical(
@@ -248,6 +269,127 @@ class BackupRun:
             )
             return self.guard.lease
 
+    def _watch_late_pauses(self) -> LateWatch | None:
+        """None when unpausing a late pause failed (kept for ``errors_after_window``)."""
+        assert self.session is not None and self.guard is not None
+        lease = self.guard.lease
+        assert lease is not None
+        log.warning(
+            "site %s: Pause failed on %s without an answer from the node; it may still take "
+            "effect. Checking them until the lease deadline %s and unpausing any that pauses",
+            self.site.site,
+            ", ".join(str(n) for n in self.session.pause_unsure),
+            lease.deadline.isoformat(),
+        )
+        try:
+            self.late_watch = self.session.watch_late_pauses(
+                lease.deadline, stop=self.signals.interrupted
+            )
+        except UnpauseError as exc:
+            self._late_errors.append(exc)
+            return None
+        return self.late_watch
+
+    def _end_lease_broken(self, watch: LateWatch) -> Lease | None:
+        assert self.guard is not None
+        nodes = ", ".join(str(n) for n in watch.unpaused)
+        reason = (
+            f"Pause took effect late on {nodes}, after this run had given up on it and "
+            "unpaused; the run re-checked the nodes of the failed pause until the lease "
+            f"deadline and unpaused {nodes} again"
+        )
+        try:
+            return self.guard.end_broken(reason)
+        except PausepointError as exc:
+            log.warning(
+                "site %s: lease of run %s not ended (%s); every node is unpaused, so the "
+                "watchdog will close it after its deadline",
+                self.site.site,
+                self.run_id,
+                exc,
+            )
+            return self.guard.lease
+
+    def _leave_lease_for_watchdog(self, watch: LateWatch) -> Lease | None:
+        assert self.guard is not None and self.session is not None
+        self.guard.disarm()
+        lease = self.guard.lease
+        deadline = lease.deadline.isoformat() if lease else "its deadline"
+        if watch.unanswered:
+            why = (
+                f"{', '.join(str(n) for n in watch.unanswered)} did not answer CheckPaused at "
+                "the end of the watch for a late Pause"
+            )
+        else:
+            why = "the watch for a late Pause was interrupted"
+        note = (
+            f"{why}; the lease of run {self.run_id} stays ACTIVE so the watchdog checks "
+            f"{', '.join(str(n) for n in watch.watched)} after {deadline} and unpauses any "
+            "still paused"
+        )
+        log.critical("site %s: %s", self.site.site, note)
+        if self.session.pause_error is not None:
+            self.session.pause_error.add_note(note)
+        return lease
+
+    # --- interruption (SIGINT / SIGTERM; see interrupts_close_window) -------------------------
+
+    def interrupt(self, name: str, signum: int) -> None:
+        """Close the window at once: the hold is cut short, the unpause step unpauses, no
+        further Pause is sent, a watch for late pauses stops; nothing will be registered."""
+        first = self.interrupted_by is None
+        if first:
+            self.interrupted_by = (name, signum)
+        self.signals.interrupted.set()
+        self.signals.closing.set()
+        if first:
+            log.warning(
+                "site %s: %s received: closing the pause window now (unpausing every node "
+                "this run paused); no restore point will be registered",
+                self.site.site,
+                name,
+            )
+        else:
+            log.warning(
+                "site %s: %s received again: still closing the pause window, the nodes are "
+                "being unpaused",
+                self.site.site,
+                name,
+            )
+
+    def errors_after_window(self) -> list[BaseException]:
+        """What failed after the window closed: unpausing a late pause, the interruption."""
+        errors = list(self._late_errors)
+        if self.interrupted_by is None:
+            return errors
+        name, signum = self.interrupted_by
+        session = self.session
+        if session is None or not session.pause_sent:
+            when, what = "before the pause", "nothing was paused"
+        elif session.unpaused_everything:
+            when, what = "during the pause window", "every node was unpaused"
+        else:
+            when = "during the pause window"
+            what = (
+                f"{', '.join(sorted(str(n) for n in session.paused)) or 'some node'} may still "
+                "be PAUSED (see the unpause error)"
+            )
+        lease = self.guard.lease if self.guard is not None else None
+        kept = ""
+        if lease is not None and lease.state == "active":
+            kept = (
+                f"; the lease of run {self.run_id} stays ACTIVE, so the watchdog checks its "
+                f"nodes after {lease.deadline.isoformat()}"
+            )
+        errors.append(
+            BackupInterruptedError(
+                f"site {self.site.site!r}: interrupted by {name} {when}: {what}; no restore "
+                f"point was registered{kept}.",
+                signum,
+            )
+        )
+        return errors
+
     # --- the pause window (each method is one task; see WindowSignals) ------------------------
 
     @property
@@ -255,14 +397,24 @@ class BackupRun:
         p = self.site.pause
         return (p.drain_timeout_ms + p.call_timeout_ms + p.open_capture_timeout_ms) / 1000
 
-    def pause(self) -> None:
+    def pause(self) -> bool:
+        """Pause every node; False (nothing paused) when the run was interrupted first."""
         assert self.session is not None
+        if self.signals.interrupted.is_set():
+            self.signals.closing.set()
+            return False
         try:
             self.session.pause_all()
         except BaseException:
             self.signals.closing.set()
+            if self.interrupted_by is not None and self.session.unpaused_everything:
+                # The signal closed the window while Pause was in flight and what landed was
+                # unpaused again: the interruption's own error says so.
+                log.info("site %s: interrupted while pausing; every node unpaused", self.site.site)
+                return False
             raise
         self.signals.paused.set()
+        return True
 
     def open_capture_in_window(self, slot: StoreSlot) -> bool:
         """Waits for the pause, then establishes the snapshot. False: the window closed first."""
@@ -312,7 +464,11 @@ class BackupRun:
             self.session.unpause_all()
         finally:
             if self.guard is not None:
-                self.guard.disarm()  # the window is closed: no deadline left to enforce
+                if self.session.pause_unsure:
+                    # end_lease watches for a late Pause: beat on until that watch ends
+                    self.guard.stop_timer()
+                else:
+                    self.guard.disarm()  # the window is closed: no deadline left to enforce
         if self.deadline_passed:
             lease = self.guard.lease if self.guard else None
             raise WindowExpiredError(
@@ -447,3 +603,37 @@ class BackupRun:
         self.catalog.register(self.pending, point)
         self.point = point
         return point
+
+
+@contextmanager
+def interrupts_close_window(run: BackupRun) -> Iterator[None]:
+    """While the run may hold a pause, SIGINT and SIGTERM close the window at once
+    (``BackupRun.interrupt``) instead of raising wherever the main thread happens to be, which
+    left the hold to run out and the process to end in a traceback (or, for SIGTERM, to die
+    with its nodes paused). The previous handlers are back afterwards.
+
+    Only in the main thread (Python delivers signals there); elsewhere this does nothing. The
+    handler only puts the signal on a queue (``SimpleQueue.put`` is safe in a signal handler);
+    a thread of ours does the work, so no lock the interrupted code holds is taken again.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+
+    def act() -> None:
+        while (signum := received.get()) is not None:
+            run.interrupt(signal.Signals(signum).name, signum)
+
+    worker = threading.Thread(target=act, name=f"interrupts-{run.run_id}", daemon=True)
+    worker.start()
+    previous: dict[int, object] = {}
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda n, _frame: received.put(n))
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)  # type: ignore[arg-type]
+        received.put(None)
+        worker.join(timeout=5)

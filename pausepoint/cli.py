@@ -140,7 +140,7 @@ def _unpause(site: Site) -> int:
 
     client = admin_client(site)
     try:
-        session = PauseSession(site.site, discover_nodes(site), client, site.pause)
+        session = PauseSession(site.site, discover_nodes(site), client, site.pause, emergency=True)
         timeout = site.pause.call_timeout_ms / 1000
         states = call_all(session.nodes, lambda n: client.check_paused(n.target, timeout_s=timeout))
         for node, r in states.items():
@@ -284,7 +284,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = run(argv)
     except PausepointError as exc:
         print(f"pausepoint: error: {exc}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", ()):
+            print(f"pausepoint: {note}", file=sys.stderr)
         code = exc.exit_code
+    except KeyboardInterrupt:  # outside a pause window (inside one, the backup closes it)
+        print("pausepoint: interrupted (SIGINT)", file=sys.stderr)
+        code = 130
     sys.exit(code)
 
 

@@ -103,6 +103,24 @@ class WindowExpiredError(VerificationError):
     """The pause window outlived its lease: the run's own deadline timer unpaused the nodes."""
 
 
+class BackupInterruptedError(PausepointError):
+    """SIGINT or SIGTERM reached the backup while it held (or was about to take) a pause: the
+    window was closed at once, every node this run paused was unpaused and nothing registered.
+
+    Ranked with verification errors: above a capture error the same signal caused (a dump tool
+    killed by Ctrl-C), below any pause or unpause error. The exit code is 128 + the signal's
+    number (130 for SIGINT, 143 for SIGTERM), as a shell reports a process the signal ended.
+    """
+
+    severity = Severity.VERIFICATION
+    exit_code = 130
+
+    def __init__(self, message: str, signum: int | None = None) -> None:
+        super().__init__(message)
+        if signum is not None:
+            self.exit_code = 128 + signum
+
+
 class LeaseError(PausepointError):
     """A lease could not be written or read."""
 

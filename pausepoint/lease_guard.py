@@ -10,7 +10,10 @@
   the lease's broken reason. When the process itself is gone, the watchdog does the same.
 
 ``disarm`` stops both when the window closes. The run then ``release``s the lease, or leaves it
-active when an unpause failed, so the watchdog retries. Every write of the lease from this process
+active when an unpause failed, so the watchdog retries. After a failed pause the run first
+watches for Pause requests that take effect late: ``stop_timer`` then cancels only the timer (the
+window is closed) and the heartbeat goes on until the watch ends; ``end_broken`` records a late
+pause the run had to undo. Every write of the lease from this process
 holds one lock, so a heartbeat never rewrites a lease this process has already ended.
 """
 
@@ -87,6 +90,22 @@ class LeaseGuard:
                 timer.join()
         if beat is not None and beat is not threading.current_thread():
             beat.join(timeout=self.heartbeat_s)
+
+    def stop_timer(self) -> None:
+        """The window closed but the run still watches its nodes (a late Pause): cancel the
+        deadline timer (waiting for one already firing), keep the heartbeat beating."""
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            if timer is not threading.current_thread():
+                timer.join()
+
+    def end_broken(self, reason: str) -> Lease:
+        """End the lease as broken with ``reason``: the run had to undo a pause it did not mean
+        to hold (a Pause that took effect late). A lease already ended keeps its record."""
+        self.disarm()
+        lease = self._require()
+        return self._end(lambda: self.catalog.mark_broken(lease.site, lease.run_id, reason))
 
     def release(self) -> Lease:
         """Every node the run paused is unpaused: end the lease. Returns it as stored (a lease

@@ -10,6 +10,9 @@ Rules that keep production safe:
   unknown (our deadline passed; the pause may still land and it would be ours);
 - never unpause a node that answered TIMED_OUT_STILL_PAUSED or PAUSE_IN_PROGRESS: the closed gate
   belongs to another caller's pause;
+- after a failed pause, keep asking the nodes whose Pause got no answer from their gate (deadline,
+  unreachable, a proxy's error) until the lease deadline, and unpause any that turns up paused:
+  the Pause may take effect after we gave up on it (``watch_late_pauses``);
 - before closing the window, every node must still report paused and the node set must be the
   one we paused (a node that restarted comes back unpaused and accepts writes).
 """
@@ -45,6 +48,20 @@ Discover = Callable[[], NodeSet]
 # Pause outcomes after which the gate may be closed by US and must be reopened.
 _OURS_IF_FAILED = {Reason.DEADLINE}
 
+# Pause failures that are the node's own answer about its gate: the request was handled and is
+# over, so it cannot take effect later. Any other failure (our deadline passed, the node was
+# unreachable, a proxy answered, an unknown error) leaves the request possibly still on its way.
+_ANSWERED_BY_THE_GATE = {
+    Reason.TIMED_OUT,
+    Reason.TIMED_OUT_STILL_PAUSED,
+    Reason.PAUSE_IN_PROGRESS,
+    Reason.GATE_OPEN,
+    Reason.INVALID_ARGUMENT,
+}
+
+# How often the nodes of a failed pause are asked whether a late Pause closed their gate.
+LATE_PAUSE_POLL_S = 0.25
+
 
 @dataclass(frozen=True)
 class Node:
@@ -63,6 +80,16 @@ def _describe(nodes: list[Node]) -> str:
     return ", ".join(str(n) for n in nodes)
 
 
+@dataclass(frozen=True)
+class LateWatch:
+    """What ``PauseSession.watch_late_pauses`` saw."""
+
+    watched: list[Node]
+    unpaused: list[Node]  # reported paused (a Pause of this run that landed late): unpaused
+    unanswered: list[Node]  # did not answer the LAST CheckPaused: their state is unknown
+    stopped: bool = False  # cut short before the deadline (the run was interrupted)
+
+
 @dataclass
 class PauseSession:
     """One pause of a whole site. Not reusable: build one per backup run."""
@@ -73,6 +100,8 @@ class PauseSession:
     settings: PauseSettings
     rediscover: Discover | None = None
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # True for the operator's `pausepoint unpause`: its failure advice must not be "run it again"
+    emergency: bool = False
 
     timeline: list[TimelineEvent] = field(default_factory=list)
     paused: set[Node] = field(default_factory=set)  # nodes whose gate we (may) hold
@@ -87,6 +116,9 @@ class PauseSession:
     # unpause_all runs once: the lease timer may race the unpause step (see lease_guard.py)
     _unpause_lock: threading.Lock = field(default_factory=threading.Lock)
     _unpause_error: UnpauseError | None = None
+    # Nodes whose Pause failed without an answer from their gate: it may still take effect.
+    _pause_unsure: set[Node] = field(default_factory=set)
+    pause_error: PauseError | None = None  # what pause_all raised; the late watch adds notes
     hold_ms: int = 0
 
     # --- helpers -------------------------------------------------------------------------
@@ -169,15 +201,22 @@ class PauseSession:
                     self._event(node, "pause_failed", at=r.returned_at, detail=str(reason))
                     if reason in _OURS_IF_FAILED:
                         self.paused.add(node)
+                    if reason not in _ANSWERED_BY_THE_GATE:
+                        self._pause_unsure.add(node)
             if self._unpaused and self.paused:
-                self._undo_late_pause()
+                try:
+                    self._undo_late_pause()
+                except PauseError as exc:
+                    self.pause_error = exc
+                    raise
         if not failed:
             last = max(results.values(), key=lambda r: r.returned_mono)
             self._window_start = last.returned_at
             self._window_start_mono = last.returned_mono
             log.info("paused %d nodes of site %s", len(self.paused), self.site)
             return
-        raise self._pause_failure(failed)
+        self.pause_error = self._pause_failure(failed)
+        raise self.pause_error
 
     def _undo_late_pause(self) -> None:
         """Pause calls that landed after the window was closed: unpause them at once."""
@@ -188,8 +227,9 @@ class PauseSession:
             self._unpause_error = exc
             raise
         raise PauseError(
-            f"site {self.site!r}: the window was closed (the lease deadline passed) while Pause "
-            f"was still in flight; {_describe(late)} paused after that and were unpaused again. "
+            f"site {self.site!r}: the window was closed (the lease deadline passed, or the run "
+            f"was interrupted) while Pause was still in flight; {_describe(late)} paused after "
+            "that and were unpaused again. "
             "No backup was taken. Raise pause.lease_margin_ms above pause.call_timeout_ms, or "
             "find why pausing took so long (drain, network), then retry."
         )
@@ -311,9 +351,14 @@ class PauseSession:
         if self._window_end is None:
             self._window_end = self.now()
         self._first_unpause_sent_mono = time.monotonic()
-        todo = sorted(self.paused, key=str)
+        try:
+            self._unpause_nodes(sorted(self.paused, key=str))
+        finally:
+            self._last_unpause_mono = time.monotonic()
+
+    def _unpause_nodes(self, todo: list[Node]) -> None:
+        """Unpause ``todo`` with retries; confirmed nodes leave ``paused``. Raises UnpauseError."""
         if not todo:
-            self._last_unpause_mono = self._first_unpause_sent_mono
             return
         attempts = self.settings.unpause_attempts
         last_error: dict[Node, BaseException] = {}
@@ -333,19 +378,113 @@ class PauseSession:
                     self._event(node, "unpause_failed", at=r.returned_at, detail=str(r.error))
                     last_error[node] = r.error
                     retry.append(node)
-            self._last_unpause_mono = time.monotonic()
             if not retry:
                 return
             todo = retry
             if attempt < attempts:
                 time.sleep(self.settings.unpause_backoff_ms / 1000 * 2 ** (attempt - 1))
         detail = "; ".join(f"{n}: {last_error[n]}" for n in todo)
-        raise UnpauseError(
+        head = (
             f"site {self.site!r}: {_describe(todo)} may still be PAUSED after {attempts} unpause "
             f"attempts ({detail}). ScalarDL holds every request on those nodes until they are "
-            "unpaused: run `pausepoint unpause --site <site file>` now (or scalar-admin's unpause "
+            "unpaused"
+        )
+        if self.emergency:
+            # This IS `pausepoint unpause`: advising to run it again would send the operator
+            # in a circle. What is left is the node itself.
+            raise UnpauseError(
+                f"{head}. Check that each of them runs and that its admin port (the host:port "
+                "above; Ledger default 50053, Auditor 40053) is reachable from here (firewall, "
+                "TLS settings, a proxy in between). If a node runs but does not answer there, "
+                "restart that node: a ScalarDL node comes back from a restart UNPAUSED. Then "
+                "run this command again to confirm every node is unpaused."
+            )
+        raise UnpauseError(
+            f"{head}: run `pausepoint unpause --site <site file>` now (or scalar-admin's unpause "
             "on each node); the watchdog also retries from the lease."
         )
+
+    # --- after a failed pause: Pause requests that take effect late ----------------------------
+
+    @property
+    def pause_sent(self) -> bool:
+        """True once pause_all sent Pause (to any node)."""
+        return self._first_pause_sent is not None
+
+    @property
+    def pause_unsure(self) -> list[Node]:
+        """Nodes whose Pause failed without an answer from their gate (our deadline passed, the
+        node or a proxy in between failed the call): the request may still close the gate."""
+        return sorted(self._pause_unsure, key=str)
+
+    def watch_late_pauses(
+        self,
+        until: datetime,
+        *,
+        poll_s: float = LATE_PAUSE_POLL_S,
+        stop: threading.Event | None = None,
+    ) -> LateWatch:
+        """After a failed pause: ask the ``pause_unsure`` nodes (CheckPaused, every ``poll_s``)
+        until ``until`` (the lease deadline), and unpause each that reports paused.
+
+        Why such a pause is this run's: the node reported unpaused at preflight, this run sent
+        it Pause, and the site's pause lock (held until the lease ends) keeps other pausepoint
+        runs from pausing it meanwhile. The limit: a pause that someone else (an operator,
+        another tool) takes on that node before the deadline looks the same and is unpaused
+        too; a Pause that lands after the deadline is not seen by this run.
+
+        Raises UnpauseError when a late-paused node cannot be unpaused (it stays in ``paused``,
+        so ``unpaused_everything`` is False). ``stop`` cuts the watch short after a check.
+        """
+        watched = self.pause_unsure
+        if not watched:
+            return LateWatch([], [], [])
+        end = time.monotonic() + max(0.0, (until - self.now()).total_seconds())
+        unpaused: list[Node] = []
+        while True:
+            results = call_all(
+                watched, lambda n: self.client.check_paused(n.target, timeout_s=self._timeout_s)
+            )
+            unanswered = [n for n, r in results.items() if not r.ok]
+            late = [n for n, r in results.items() if r.ok and r.value]
+            if late:
+                self._unpause_late(late)
+                unpaused += [n for n in late if n not in unpaused]
+            left = end - time.monotonic()
+            if left <= 0:
+                return LateWatch(watched, unpaused, unanswered)
+            if stop is not None:
+                if stop.wait(min(poll_s, left)):
+                    return LateWatch(watched, unpaused, unanswered, stopped=True)
+            else:
+                time.sleep(min(poll_s, left))
+
+    def _unpause_late(self, late: list[Node]) -> None:
+        seen = self.now()
+        log.warning(
+            "site %s: %s report PAUSED after this run's Pause on them had failed: the Pause "
+            "took effect late; unpausing them",
+            self.site,
+            _describe(late),
+        )
+        with self._unpause_lock:
+            self.paused.update(late)
+            try:
+                self._unpause_nodes(late)
+            except UnpauseError as exc:
+                self._unpause_error = exc
+                if self.pause_error is not None:
+                    self.pause_error.add_note(
+                        f"{_describe(late)} applied this run's Pause late (reported PAUSED at "
+                        f"{seen.isoformat()}) and could NOT be unpaused: see the UnpauseError"
+                    )
+                raise
+        if self.pause_error is not None:
+            self.pause_error.add_note(
+                f"{_describe(late)} applied this run's Pause late (reported PAUSED at "
+                f"{seen.isoformat()}, after pausepoint had given up on that Pause) and were "
+                "unpaused again"
+            )
 
     # --- the record ------------------------------------------------------------------------
 

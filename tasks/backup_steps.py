@@ -96,7 +96,9 @@ def prepare_capture(run: BackupRun, slot: StoreSlot) -> str:
 def pause_nodes(run: BackupRun) -> float:
     assert run.session is not None
     t0 = time.monotonic()
-    run.pause()
+    if not run.pause():
+        get_run_logger().warning("interrupted before pausing: nothing was paused")
+        return 0.0
     drain_ms = (time.monotonic() - t0) * 1000
     get_run_logger().info("all %d nodes paused (drain %.1f ms)", len(run.session.nodes), drain_ms)
     return drain_ms
@@ -139,6 +141,8 @@ def unpause_nodes(run: BackupRun) -> None:
 
 @step(name="end-lease")
 def end_lease(run: BackupRun) -> str:
+    """Releases the lease; after a failed pause first re-checks the nodes whose Pause may still
+    land, until the lease deadline (see BackupRun.end_lease)."""
     lease = run.end_lease()
     if lease is None:
         return "no lease"

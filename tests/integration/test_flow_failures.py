@@ -54,6 +54,9 @@ def test_backup_node_unreachable_at_preflight_pauses_nothing(small_site):
 def test_backup_node_fails_pause_rolls_back_partial_pause(small_site):
     bad = small_site.auditor.servers[0]
     bad.refuse_with = Reason.UNAVAILABLE  # reachable at preflight, then Pause fails
+    # That Pause may still land, so the run watches the node until its lease deadline: keep the
+    # deadline near (drain 5 s + open-capture 2 s + margin 1 s).
+    small_site.edit(lambda d: d["pause"].update(open_capture_timeout_ms=2000, lease_margin_ms=1000))
     with pytest.raises(PauseError) as e:
         backup(BackupRequest(site_file=str(small_site.path)))
     assert f"auditor/{bad.target}: UNAVAILABLE" in str(e.value)
@@ -62,6 +65,10 @@ def test_backup_node_fails_pause_rolls_back_partial_pause(small_site):
     for s in small_site.ledger.servers:
         assert s.calls.get("Pause", 0) == 1 and s.calls.get("Unpause", 0) >= 1
     assert bad.calls.get("Unpause", 0) == 0
+    assert bad.calls.get("CheckPaused", 0) >= 2  # preflight, then the watch for a late Pause
+    site = load_site(small_site.path)
+    [lease] = open_catalog(site.catalog).list_leases(site.site)
+    assert lease.state == "released"  # nothing landed late
     small_site.assert_nothing_paused_or_registered()
 
 

@@ -12,9 +12,10 @@ Never shipped. It follows FACTS.md section 1 (and what ScalarDL 3.12's GateKeepe
 - ``unpause()`` always opens, even in the middle of a drain (that pause then reports GATE_OPEN).
 
 ``GateServer`` serves one Gate as ``rpc.Admin`` on loopback with fault knobs that tests set while
-it runs: ``slow_drain_ms``, ``refuse_with``, ``drop_unpause_calls``, ``rich_errors``, ``stop()``
-/ ``start()`` (crash / come back with state intact) and ``restart_unpaused()`` (a node that
-restarted: same port, gate open).
+it runs: ``slow_drain_ms``, ``refuse_with``, ``drop_unpause_calls``, ``late_pause_ms`` (a Pause
+that fails for the caller and takes effect later), ``rich_errors``, ``stop()`` / ``start()``
+(crash / come back with state intact) and ``restart_unpaused()`` (a node that restarted: same
+port, gate open).
 """
 
 from __future__ import annotations
@@ -241,6 +242,12 @@ class _Servicer(scalar_admin_pb2_grpc.AdminServicer):
         refuse = node.refuse_with
         if refuse is not None:
             node._fail(context, refuse, _MESSAGES[refuse])
+        late_ms = node.late_pause_ms
+        if late_ms is not None:
+            # The caller hears a failure now; the request still reaches the gate later (a slow
+            # network or a proxy that gave up on the call but had already passed it on).
+            node._pause_later(late_ms, request.wait_outstanding, max_ms)
+            node._fail(context, node.late_pause_error, _MESSAGES[node.late_pause_error])
         if request.wait_outstanding and max_ms is not None and max_ms <= 0:
             # Like the real server: a plain status, no ErrorInfo (no pause was attempted).
             context.abort(
@@ -277,6 +284,9 @@ class GateServer:
       slow_drain_ms       a waiting Pause drains for at least this long
       refuse_with         answer every Pause with this Reason (the gate is not touched)
       drop_unpause_calls  fail the next N Unpause calls with UNAVAILABLE (gate stays as it is)
+      late_pause_ms       answer every Pause at once with ``late_pause_error`` (default DEADLINE,
+                          a plain status), and apply that Pause to the gate this many ms later;
+                          each late outcome is appended to ``late_pauses``
       rich_errors         False: plain status without ErrorInfo, like servers before 3.12's fix
     """
 
@@ -299,6 +309,10 @@ class GateServer:
         self.slow_drain_ms = 0
         self.refuse_with: Reason | None = None
         self.drop_unpause_calls = 0
+        self.late_pause_ms: int | None = None
+        self.late_pause_error: Reason = Reason.DEADLINE
+        self.late_pauses: list[PauseOutcome] = []
+        self._late_timers: list[threading.Timer] = []
         self.restarts = 0
         self.pause_calls: list[PauseCall] = []
         self._max_workers = max_workers
@@ -354,7 +368,12 @@ class GateServer:
         return self
 
     def stop(self) -> None:
-        """Crash: the port stops answering at once; calls in progress are cancelled."""
+        """Crash: the port stops answering at once; calls in progress are cancelled (late
+        pauses not yet applied too: they die with the node)."""
+        with self._lock:
+            timers, self._late_timers = self._late_timers, []
+        for timer in timers:
+            timer.cancel()
         server, executor = self._server, self._executor
         self._server = self._executor = None
         LIVE.discard(self)
@@ -388,6 +407,18 @@ class GateServer:
             self._calls[method] += 1
             if pause_call is not None:
                 self.pause_calls.append(pause_call)
+
+    def _pause_later(self, delay_ms: int, wait_outstanding: bool, max_ms: int | None) -> None:
+        def apply() -> None:
+            outcome = self.gate.pause(wait_outstanding, max_ms, min_drain_ms=self.slow_drain_ms)
+            with self._lock:
+                self.late_pauses.append(outcome)
+
+        timer = threading.Timer(delay_ms / 1000, apply)
+        timer.name, timer.daemon = f"gate-server-{self.port}-late-pause", True
+        with self._lock:
+            self._late_timers.append(timer)
+        timer.start()
 
     def _take_dropped_unpause(self) -> bool:
         with self._lock:
