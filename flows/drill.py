@@ -20,7 +20,8 @@ from prefect.runtime import flow_run
 
 from flows._common import Check, restore_and_check
 from pausepoint.catalog import open_catalog
-from pausepoint.drill import drill_record
+from pausepoint.drill import WHAT, drill_record
+from pausepoint.errors import ScratchTargetError
 from pausepoint.requests import DrillRequest
 from pausepoint.restore import RestoreRun, load_target
 from tasks._step import secret_resolver
@@ -30,8 +31,11 @@ from tasks.site_steps import load_site
 
 def _exercise(run: RestoreRun, checks: list[Check]) -> None:
     """The restore flow's steps into the scratch target; appends each check as it passes."""
-    if any(s.in_place for s in run.slots):  # check_scratch refused this already; never restore
-        raise AssertionError("a drill slot restores over the site's own database")
+    if run.in_place:  # check_scratch refused this already (a name may resolve anew): never restore
+        raise ScratchTargetError(
+            f"refusing to drill: {run.describe_in_place()}. Nothing was restored; point the "
+            "scratch target at databases the site does not use."
+        )
     restore_and_check(run, checks)
     run.raise_if_mismatch()
 
@@ -52,7 +56,7 @@ def drill(request: DrillRequest) -> dict:
     checks: list[Check] = []
     failure: BaseException | None = None
     try:
-        run = RestoreRun.prepare(site, catalog, point.id, target, secret_resolver())
+        run = RestoreRun.prepare(site, catalog, point.id, target, secret_resolver(), what=WHAT)
         _exercise(run, checks)
     except Exception as exc:  # recorded below, then raised
         failure = exc

@@ -1,7 +1,8 @@
 """The restore flow: every component of a site back to ONE restore point, or nothing.
 
 validate point (every component, every store, every checksum)
--> nodes stopped (when restoring over the site's own databases)
+-> nodes stopped (when any store writes over a database the site uses, however the target
+   file spells it: decided by location in RestoreRun.prepare, which also gates the pause lock)
 -> check every target (reachable, empty unless replace)            in parallel
 -> restore every store                                             in parallel
 -> compare fingerprints                                            in parallel
@@ -24,6 +25,7 @@ from tasks.site_steps import connect, load_site
 
 
 def _target_name(run: RestoreRun) -> str:
+    # Stable values of the event's payload; the checks say which databases (by location).
     return "the site's own databases" if run.in_place else "other databases (restore target)"
 
 
@@ -38,7 +40,8 @@ def restore(request: RestoreRequest) -> dict:
     try:
         run = RestoreRun.prepare(site, catalog, request.point_id, target, resolver)
         checks: list[Check] = []
-        # Over the site's own databases no backup may pause it meanwhile; scratch targets are free.
+        # Over the site's databases (by location, decided in prepare) no backup may pause it
+        # meanwhile; databases the site does not use are free.
         with site_pause_lock(site, "restore") if run.in_place else nullcontext():
             restore_and_check(run, checks, client)
         publish_restore_report(run.point, checks)

@@ -3,7 +3,8 @@ known to restore before anyone needs it. The restore itself is ``pausepoint.rest
 this module adds what a drill needs around it:
 
 - ``check_scratch_target``: the scratch target must not be any database of the site (a drill
-  replaces what its target holds), checked before the catalog or any database is touched;
+  replaces what its target holds), however it is spelt (``pausepoint.locations``), checked
+  before the catalog or any database is touched;
 - ``newest_point``: which point to drill;
 - ``drill_record`` / ``drill_markdown``: the result, kept in the catalog under the point.
 """
@@ -12,112 +13,68 @@ from __future__ import annotations
 
 from datetime import datetime
 from importlib.metadata import version
-from typing import Any
-
-from pydantic import ValidationError
 
 from pausepoint.catalog import Catalog
 from pausepoint.catalog.drills import DrillCheck, DrillRecord
 from pausepoint.catalog.manifest import RestorePoint
-from pausepoint.errors import ConfigError, RestorePointNotFoundError
-from pausepoint.restore import RestoreTarget
+from pausepoint.errors import ConfigError, RestorePointNotFoundError, ScratchTargetError
+from pausepoint.locations import Location, Resolver, shown, system_resolver
+from pausepoint.restore import RestoreTarget, place_stores, shared_targets
 from pausepoint.site import Site
 
-_LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]", "ip6-localhost"}
-
-Location = tuple[str, int, str]  # host, port, database
+WHAT = "the drill's scratch target"
 
 
-class ScratchTargetError(ConfigError):
-    """A drill's scratch target is (part of) the site's own databases."""
-
-
-def _host(host: str) -> str:
-    h = host.strip().lower().strip("[]")
-    return "loopback" if h in _LOOPBACK or h.startswith("127.") else h
-
-
-def _locations(cfg: Any, mapped: bool) -> set[Location]:
-    """The databases a store config names: (host, port, database). ``mapped``: as a restore
-    target, with ``database_map`` applied. Empty when the kind has no host/database settings."""
-    host, port = getattr(cfg, "host", None), getattr(cfg, "port", None)
-    if host is None or port is None:
-        return set()
-    names: list[str] = []
-    if isinstance(getattr(cfg, "database", None), str):
-        names.append(cfg.database)
-    dbs = getattr(cfg, "databases", None) or []
-    dmap = getattr(cfg, "database_map", None) or {}
-    names += [dmap.get(d, d) if mapped else d for d in dbs]
-    return {(_host(host), int(port), n) for n in names}
-
-
-def _show(loc: Location) -> str:
-    host, port, db = loc
-    return f"{'127.0.0.1' if host == 'loopback' else host}:{port}/{db}"
-
-
-def check_scratch_target(site: Site, target: RestoreTarget) -> dict[str, str]:
+def check_scratch_target(
+    site: Site, target: RestoreTarget, *, resolve: Resolver = system_resolver
+) -> dict[str, str]:
     """Refuse a scratch target that would write into any database of the site.
 
-    Every store needs an override in the target (without one it restores over its own
-    database), and no store's scratch database may be a live database of ANY store of the site,
-    nor another store's scratch database. Returns store name -> where it is restored, for the
-    record. Raises ScratchTargetError naming the store and the fix.
+    Every store needs an entry in the target (without one it restores over its own
+    database), and no store's scratch database may be a live database of ANY store of the
+    site, nor another store's scratch database: compared by where the data lives
+    (``pausepoint.locations``: host names resolved, every spelling of this machine one
+    server), however the target spells it. Returns store name -> where it is restored, for
+    the record. Raises ScratchTargetError naming the store and the fix, LocationError when a
+    host does not resolve.
     """
-    stores = site.stores()
-    known = {cfg.name for _, cfg in stores}
+    known = {cfg.name for _, cfg in site.stores()}
     unknown = sorted(set(target.stores) - known)
     if unknown:
         raise ConfigError(
             f"the drill's scratch target names stores the site {site.site!r} does not have: "
             f"{unknown}; its stores are {sorted(known)}"
         )
-    live: dict[Location, str] = {}
-    for comp, cfg in stores:
-        for loc in _locations(cfg, mapped=False):
-            live.setdefault(loc, f"{comp}/{cfg.name}")
+    places = place_stores(site, target, what=WHAT, resolve=resolve)
     problems: list[str] = []
-    scratch: dict[Location, str] = {}
-    where: dict[str, str] = {}
-    for comp, cfg in stores:
-        overrides = target.stores.get(cfg.name)
-        if not overrides:
+    for p in places:
+        if not p.moved:
             problems.append(
-                f"store {cfg.name!r} ({comp}) has no entry in the scratch target, so the drill "
-                f"would restore over the site's own database(s) "
-                f"{', '.join(sorted(_show(x) for x in _locations(cfg, False))) or '(its own)'}: "
-                f"add 'stores: {{{cfg.name}: {{...}}}}' pointing at a scratch database"
+                f"store {p.name!r} ({p.component}) has no entry in the scratch target, so the "
+                f"drill would restore over the site's own database(s) {shown(p.live)}: add "
+                f"'stores: {{{p.name}: {{...}}}}' pointing at a scratch database"
             )
             continue
-        try:
-            scratch_cfg = type(cfg).model_validate({**cfg.model_dump(), **overrides})
-        except ValidationError as exc:
-            raise ConfigError(
-                f"the drill's scratch target for store {cfg.name!r} is invalid: {exc}"
-            ) from None
-        locs = _locations(scratch_cfg, mapped=True)
-        where[cfg.name] = ", ".join(sorted(_show(x) for x in locs)) or "(scratch)"
-        for loc in sorted(locs):
-            if loc in live:
-                problems.append(
-                    f"store {cfg.name!r} ({comp}) would be drilled into {_show(loc)}, which is "
-                    f"the live database of store {live[loc]}: point it at a scratch database "
-                    "(another database name, or another server) in the target file"
-                )
-            elif loc in scratch:
-                problems.append(
-                    f"stores {scratch[loc]!r} and {cfg.name!r} would both be drilled into "
-                    f"{_show(loc)}: give each store its own scratch database"
-                )
-            else:
-                scratch[loc] = cfg.name
+        for loc, users in p.over:
+            problems.append(
+                f"store {p.name!r} ({p.component}) would be drilled into {loc}, which is the "
+                f"live database of {' and '.join(f'store {u}' for u in users)}: point it at a "
+                "scratch database (another database name, or another server; another spelling "
+                "of the same server does not count) in the target file"
+            )
+    reported: set[Location] = {loc for p in places for loc, _ in p.over}
+    for a, b, loc in shared_targets(places):
+        if loc not in reported and a.moved and b.moved:
+            problems.append(
+                f"stores {a.name!r} and {b.name!r} would both be drilled into {loc}: give each "
+                "store its own scratch database"
+            )
     if problems:
         raise ScratchTargetError(
             f"refusing to drill site {site.site!r}: a drill REPLACES what its target databases "
             f"hold, and {'; '.join(problems)}. Nothing was touched."
         )
-    return where
+    return {p.name: shown(p.locations) or "(scratch)" for p in places}
 
 
 def newest_point(catalog: Catalog, site: Site) -> RestorePoint:

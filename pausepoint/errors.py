@@ -41,6 +41,24 @@ class SecretError(ConfigError):
     """A secret reference could not be resolved."""
 
 
+class InlineSecretError(ConfigError):
+    """A restore or drill target file gives a secret inline; it must name it by reference
+    ({env: VAR} or {block: NAME}). The message never repeats the value."""
+
+
+class LocationError(ConfigError):
+    """Where a store's data lives cannot be told (a host name does not resolve), so pausepoint
+    cannot rule out that a restore or drill writes over the live site; nothing was touched."""
+
+
+class RestoreTargetError(ConfigError):
+    """A restore target would write where it must not (two stores into one database)."""
+
+
+class ScratchTargetError(ConfigError):
+    """A drill's scratch target is (part of) the site's own databases, however it is spelt."""
+
+
 class PreflightError(PausepointError):
     """A check before the pause failed; nothing was paused."""
 

@@ -3,28 +3,42 @@
 Ledger and Auditor come back from the SAME point or not at all: ``RestoreRun.validate`` refuses a
 point that lacks a component or store of the site, or whose artifacts fail their checksums, before
 any database is touched.
+
+Whether a store is restored "in place" (over a database the live site uses) is decided by
+``place_stores`` from where the data lives (``pausepoint.locations``), never from whether the
+target file has an entry for the store: ``host: 127.1``, the machine's host name or an identity
+``database_map`` still name the live database. An in-place restore needs the site's nodes
+stopped and holds the site's pause lock (``flows/restore.py``).
+
+A target file names secrets by reference only, like the site file: an inline password is
+refused (``InlineSecretError``) without repeating it, and no validation message of a target
+carries an input value.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pausepoint.admin.client import AdminCallError, AdminClient, Reason
 from pausepoint.admin.fanout import call_all
 from pausepoint.catalog import Catalog
-from pausepoint.catalog.manifest import RestorePoint
+from pausepoint.catalog.manifest import RestorePoint, explain_validation
 from pausepoint.errors import (
     ConfigError,
     CorruptArtifactError,
     FingerprintMismatchError,
     IncompleteRestorePointError,
+    InlineSecretError,
     RestoreError,
+    RestoreTargetError,
 )
+from pausepoint.locations import Location, Resolver, locations, system_resolver
 from pausepoint.secrets import SecretResolver
 from pausepoint.site import Site
 from pausepoint.stores import open_store
@@ -35,32 +49,162 @@ from pausepoint.yamlfile import load_yaml
 log = logging.getLogger(__name__)
 
 
-class RestoreTarget(BaseModel):
-    """Where to restore: per store, settings that replace the site's (another host, database)."""
+# A setting that holds a secret, whatever its exact name (password, passwd, api_key, token, ...).
+_SECRET_KEY = re.compile(r"pass|pwd|secret|token|credential|private.?key|api.?key", re.I)
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+def _is_reference(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and set(value) <= {"env", "block"}
+        and all(isinstance(v, str) for v in value.values())
+    )
+
+
+def inline_secrets(stores: Any) -> list[tuple[str, str]]:
+    """(store, setting) for every secret-like setting of a target's stores that is not given
+    by reference ({env: VAR} | {block: NAME})."""
+    if not isinstance(stores, dict):
+        return []
+    return [
+        (str(store), str(key))
+        for store, overrides in stores.items()
+        if isinstance(overrides, dict)
+        for key, value in overrides.items()
+        if _SECRET_KEY.search(str(key)) and not _is_reference(value)
+    ]
+
+
+def _inline_secret_message(found: list[tuple[str, str]]) -> str:
+    # Names the store and setting, NEVER the value.
+    what = "; ".join(f"store {store!r} gives {key!r} inline" for store, key in found)
+    key = found[0][1]
+    return (
+        f"{what}. Secrets are given by reference only, as in the site file: write "
+        f"'{key}: {{env: VARIABLE_NAME}}' or '{key}: {{block: prefect-secret-block-name}}' and "
+        "put the value there (the value given is not repeated here)"
+    )
+
+
+class RestoreTarget(BaseModel):
+    """Where to restore: per store, settings that replace the site's (another host, database).
+
+    Secrets only by reference ({env: VAR} | {block: NAME}), as in the site file."""
+
+    # An error must not quote the input: it may hold a secret written inline.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     replace: bool = Field(False, description="drop existing data in the target databases")
     stores: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="store name -> settings to override for the restore"
     )
 
+    @field_validator("stores", mode="before")
+    @classmethod
+    def _secrets_by_reference(cls, value: Any) -> Any:
+        found = inline_secrets(value)
+        if found:
+            raise ValueError(_inline_secret_message(found))
+        return value
+
 
 def load_target(path: str | Path | None) -> RestoreTarget:
+    """The restore (or drill) target file; ConfigError naming the file and the fix.
+
+    Errors are raised outside the ``except`` blocks so that not even the exception's context
+    carries the parser's or pydantic's text, which quotes what the file holds."""
     if path is None:
         return RestoreTarget()
     path = Path(path)
+    # load_yaml's messages give the parser's explanation and position, never the source line
+    # (which may hold a secret); a key given twice is refused.
+    data = load_yaml(path, f"restore target file {path}") or {}
+    found = inline_secrets(data.get("stores") if isinstance(data, dict) else None)
+    if found:
+        raise InlineSecretError(f"restore target file {path}: {_inline_secret_message(found)}.")
     try:
-        data = load_yaml(path, f"restore target file {path}") or {}
         return RestoreTarget.model_validate(data)
-    except OSError as exc:
-        raise ConfigError(f"cannot read restore target file {path}: {exc.strerror}") from None
     except ValidationError as exc:
-        raise ConfigError(
+        # explain_lines gives where and what, never the input value (it may be a secret).
+        problem = (
             f"restore target file {path} is invalid:"
             + "".join(f"\n  - {line}" for line in explain_lines(exc))
             + "\nIt holds 'replace: true|false' and 'stores: {store-name: {setting: value}}'."
-        ) from None
+        )
+    raise ConfigError(problem)
+
+
+def retarget(cfg: Any, overrides: dict[str, Any], what: str) -> Any:
+    """The site's store config with a target's ``overrides`` applied (validated)."""
+    try:
+        return type(cfg).model_validate({**cfg.model_dump(), **overrides})
+    except ValidationError as exc:
+        # where and what only; raised below, so the context holds no input value either
+        problem = f"{what} for store {cfg.name!r} is invalid: {explain_validation(exc)}"
+    raise ConfigError(problem)
+
+
+@dataclass(frozen=True)
+class TargetPlace:
+    """Where one store of the site is restored, and which live databases that is."""
+
+    component: str
+    name: str
+    config: Any  # the retargeted config: what the restore writes into
+    moved: bool  # the target file has an entry for this store
+    live: frozenset[Location]  # where the store's live data is
+    locations: frozenset[Location]  # where the restore writes
+    # target locations that some store of the live site uses -> "component/store (as written)"
+    over: tuple[tuple[Location, tuple[str, ...]], ...] = ()
+
+    @property
+    def in_place(self) -> bool:
+        """Writes over a database the live site uses (any store's, not only its own)."""
+        return bool(self.over)
+
+    def describe_over(self) -> str:
+        return "; ".join(
+            f"{loc}, the live database of {' and '.join(f'store {s}' for s in users)}"
+            for loc, users in self.over
+        )
+
+
+def place_stores(
+    site: Site, target: RestoreTarget, *, what: str, resolve: Resolver = system_resolver
+) -> list[TargetPlace]:
+    """Where each store of the site is restored under ``target``, compared by location with
+    every database of the live site. Raises ConfigError for invalid settings and LocationError
+    when a place cannot be told (never guesses "elsewhere")."""
+    live: dict[Location, list[str]] = {}
+    own: dict[str, frozenset[Location]] = {}
+    for comp, cfg in site.stores():
+        own[cfg.name] = locations(cfg, as_target=False, resolve=resolve)
+        for loc in sorted(own[cfg.name], key=str):
+            live.setdefault(loc, []).append(f"{comp}/{cfg.name} ({loc})")
+    places = []
+    for comp, cfg in site.stores():
+        overrides = target.stores.get(cfg.name, {})
+        target_cfg = retarget(cfg, overrides, what)
+        source = f"in {what}" if "host" in overrides else "in the site file"
+        locs = locations(target_cfg, as_target=True, where=source, resolve=resolve)
+        over = tuple((loc, tuple(live[loc])) for loc in sorted(locs, key=str) if loc in live)
+        places.append(
+            TargetPlace(comp, cfg.name, target_cfg, bool(overrides), own[cfg.name], locs, over)
+        )
+    return places
+
+
+def shared_targets(places: list[TargetPlace]) -> list[tuple[TargetPlace, TargetPlace, Location]]:
+    """Pairs of stores restored into one location, in site order. A location both stores
+    already share on the live site (one database holding both) is no conflict."""
+    out = []
+    for i, a in enumerate(places):
+        for b in places[i + 1 :]:
+            for loc in sorted(a.locations & b.locations, key=str):
+                if not (loc in a.live and loc in b.live):
+                    out.append((a, b, loc))
+    return out
 
 
 def compare_fingerprints(store: str, captured: Fingerprint, restored: Fingerprint) -> list[str]:
@@ -86,7 +230,8 @@ class RestoreSlot:
     capture: StoreCapture
     store: Store  # built from the RETARGETED config: the database to write into
     source_dir: Path
-    in_place: bool  # restoring over the site's own database
+    in_place: bool  # writes over a database the live site uses (decided by location)
+    place: TargetPlace | None = None
     fingerprint_problems: list[str] = field(default_factory=list)
 
 
@@ -97,6 +242,8 @@ class RestoreRun:
     point: RestorePoint
     target: RestoreTarget
     resolver: SecretResolver
+    # where each store goes, decided in prepare() (before the flow takes the pause lock)
+    places: list[TargetPlace] = field(default_factory=list)
     slots: list[RestoreSlot] = field(default_factory=list)
     # validate() checked the sha256 of the very files the stores will read.
     artifacts_verified: bool = False
@@ -109,7 +256,12 @@ class RestoreRun:
         point_id: str,
         target: RestoreTarget,
         resolver: SecretResolver,
+        *,
+        what: str = "the restore target",
+        resolve: Resolver = system_resolver,
     ) -> RestoreRun:
+        """Load the point and decide where each store goes; refuses unknown stores and two
+        stores restored into one database before anything is touched."""
         point = catalog.get_point(site.site, point_id)
         run = cls(site=site, catalog=catalog, point=point, target=target, resolver=resolver)
         unknown = set(target.stores) - {s.name for _, s in site.stores()}
@@ -117,6 +269,17 @@ class RestoreRun:
             raise ConfigError(
                 f"the restore target names stores the site does not have: {sorted(unknown)}; "
                 f"the site's stores are {sorted(s.name for _, s in site.stores())}"
+            )
+        run.places = place_stores(site, target, what=what, resolve=resolve)
+        shared = shared_targets(run.places)
+        if shared:
+            raise RestoreTargetError(
+                f"refusing to restore site {site.site!r}: "
+                + "; ".join(
+                    f"stores {a.name!r} and {b.name!r} would both be restored into {loc}"
+                    for a, b, loc in shared
+                )
+                + ". Give each store its own database in the restore target. Nothing was touched."
             )
         return run
 
@@ -147,32 +310,31 @@ class RestoreRun:
                 "the catalog's files from a copy."
             )
         self.artifacts_verified = self.catalog.driver.fetches_in_place
-        for comp_name, comp in self.site.components().items():
-            for cfg in comp.stores:
-                _, capture = self.point.store(cfg.name)
-                overrides = self.target.stores.get(cfg.name, {})
-                try:
-                    target_cfg = type(cfg).model_validate({**cfg.model_dump(), **overrides})
-                except ValidationError as exc:
-                    raise ConfigError(
-                        f"restore target for store {cfg.name!r} is invalid: {exc}"
-                    ) from None
-                self.slots.append(
-                    RestoreSlot(
-                        component=comp_name,
-                        capture=capture,
-                        store=open_store(target_cfg, self.resolver),
-                        source_dir=self.catalog.store_dir(
-                            self.site.site, self.point.id, comp_name, cfg.name
-                        ),
-                        in_place=not overrides,
-                    )
+        for place in self.places:
+            _, capture = self.point.store(place.name)
+            self.slots.append(
+                RestoreSlot(
+                    component=place.component,
+                    capture=capture,
+                    store=open_store(place.config, self.resolver),
+                    source_dir=self.catalog.store_dir(
+                        self.site.site, self.point.id, place.component, place.name
+                    ),
+                    in_place=place.in_place,
+                    place=place,
                 )
+            )
 
     @property
     def in_place(self) -> bool:
-        """Whether any store is restored over the site's own database."""
-        return any(s.in_place for s in self.slots)
+        """Whether any store is restored over a database the live site uses."""
+        return any(p.in_place for p in self.places) or any(s.in_place for s in self.slots)
+
+    def describe_in_place(self) -> str:
+        """Which stores write over which live databases (empty when none)."""
+        return "; ".join(
+            f"store {p.name!r} into {p.describe_over()}" for p in self.places if p.in_place
+        )
 
     def check_nodes_stopped(self, client: AdminClient, node_set: dict) -> None:
         """Refuse to restore a site's own databases while its ScalarDL nodes still answer."""
@@ -188,9 +350,12 @@ class RestoreRun:
         ]
         if running:
             raise RestoreError(
-                f"site {self.site.site!r}: ScalarDL nodes {', '.join(running)} still answer while "
-                "restoring over their own databases would change data under them. Stop every "
-                "Ledger/Auditor node first, or restore into other databases with --target."
+                f"site {self.site.site!r}: ScalarDL nodes {', '.join(running)} still answer, and "
+                f"this restore writes over databases the site uses ({self.describe_in_place()}), "
+                "which would change data under them; nothing was restored. Stop every "
+                "Ledger/Auditor node first, or point every store of the restore target at a "
+                "database the site does not use (another database name or server: another "
+                "spelling of the same server and database does not count)."
             )
 
     def check_target(self, slot: RestoreSlot) -> None:

@@ -79,23 +79,24 @@ def load_yaml(source: Path | str, what: str) -> Any:
             raise ConfigError(f"cannot read {what}: {exc.strerror}; check the path") from None
     else:
         data = source
+    # Messages are raised after the ``except`` blocks, so that not even the exception's context
+    # carries the parser's error, which quotes the source line (it may hold a secret).
     try:
         return yaml.load(data, Loader=_StrictLoader)
     except _DuplicateKey as exc:
-        raise ConfigError(
+        problem = (
             f"{what}: key {exc.key!r} is given twice, at line {exc.first.line + 1} and line "
             f"{exc.second.line + 1}; YAML would keep only the last one silently, so remove or "
             "merge one of them"
-        ) from None
+        )
     except yaml.reader.ReaderError as exc:
         char = exc.character
         shown = f"byte 0x{char:02x}" if isinstance(char, int) else f"character {char!r}"
-        raise ConfigError(
-            f"{what} is not UTF-8 text ({shown} at position {exc.position}): save it as UTF-8"
-        ) from None
+        problem = f"{what} is not UTF-8 text ({shown} at position {exc.position}): save it as UTF-8"
     except yaml.MarkedYAMLError as exc:
         tagged = "constructor for the tag" in (exc.problem or "")
         fix = "remove the tag: pausepoint reads plain YAML" if tagged else "fix the syntax"
-        raise ConfigError(f"{what} is not valid YAML {_syntax(exc)}; {fix}") from None
+        problem = f"{what} is not valid YAML {_syntax(exc)}; {fix}"
     except yaml.YAMLError as exc:  # no position known
-        raise ConfigError(f"{what} is not valid YAML: {exc}; fix the syntax") from None
+        problem = f"{what} is not valid YAML: {exc}; fix the syntax"
+    raise ConfigError(problem)

@@ -23,9 +23,12 @@ def validate_point(run: RestoreRun) -> str:
 @step(name="check-nodes-stopped", retries=1, retry_delay_seconds=2)
 def check_nodes_stopped(run: RestoreRun, client: AdminClient) -> str:
     if not run.in_place:
-        return "restoring into other databases: the running site is not touched"
+        # Decided by where each database lives (server and database), not by the target file.
+        return "every store goes into a database the site does not use: its nodes may run"
     run.check_nodes_stopped(client, discover_nodes(run.site))
-    return "every admin endpoint is down"
+    over = run.describe_in_place()
+    get_run_logger().info("restoring over the site's databases: %s", over)
+    return f"every admin endpoint is down; restoring over the site's databases: {over}"
 
 
 @step(name="check-restore-target", retries=1, retry_delay_seconds=2)

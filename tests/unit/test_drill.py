@@ -70,8 +70,9 @@ def test_scratch_target_of_other_databases_is_accepted_and_described():
 
 
 def test_same_database_name_on_another_server_is_scratch():
-    where = check_scratch_target(site(), target(**{"ledger-pg": {"host": "drill-db"}}))
-    assert where["ledger-pg"] == "drill-db:5432/ledger"
+    # an address literal: no resolver is asked (a name that does not resolve is refused)
+    where = check_scratch_target(site(), target(**{"ledger-pg": {"host": "198.51.100.7"}}))
+    assert where["ledger-pg"] == "198.51.100.7:5432/ledger"
 
 
 def test_a_store_without_an_entry_would_restore_in_place():
