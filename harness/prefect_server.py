@@ -4,7 +4,8 @@
 127.0.0.1, a free port, analytics off) and returns once ``/api/health`` answers.
 :meth:`PrefectServer.start_worker` runs ``prefect worker start --pool POOL`` against it, with
 ``PAUSEPOINT_HOME`` set to the checkout the deployments' pull step changes into.
-:meth:`PrefectServer.cli` runs any other ``prefect`` command against the server.
+:meth:`PrefectServer.cli` runs any other ``prefect`` command against the server;
+:meth:`PrefectServer.start_again` starts a stopped server again on its port and database.
 
 Every process is started in a session of its own and stopped by the pid this module started
 (SIGTERM, then SIGKILL to that process's own group: a worker's flow-run processes go with it).
@@ -141,6 +142,10 @@ class PrefectServer(_Process):
 
     home: Path = field(default_factory=Path)
     port: int = 0
+    # How it was started, so start_again() can start it once more on the same port and database.
+    command: list[str] = field(default_factory=list)
+    server_env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = field(default_factory=Path)
 
     @property
     def url(self) -> str:
@@ -181,6 +186,18 @@ class PrefectServer(_Process):
                     f"{self.log_tail()}"
                 )
             time.sleep(0.25)
+
+    def start_again(self, timeout: float = 180) -> None:
+        """Start the stopped server again: same command, port, PREFECT_HOME and database (a
+        restart, as an operator's upgrade or a crashed host does); returns once healthy."""
+        if self.running():
+            raise PrefectProcessError("the prefect server is still running: stop() it first")
+        self._spawn(self.command, self.server_env, cwd=self.cwd)
+        try:
+            self._wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def cli(
         self,
@@ -291,6 +308,7 @@ def start_server(
         prefect_executable(), "server", "start", "--host", HOST, "--port", str(server.port),
         "--analytics-off", "--scheduler" if scheduler else "--no-scheduler",
     ]  # fmt: skip
+    server.command, server.server_env, server.cwd = cmd, server_env, directory
     server._spawn(cmd, server_env, cwd=directory)
     try:
         server._wait_healthy(timeout)

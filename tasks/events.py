@@ -18,6 +18,10 @@ BACKUP_FAILED = "pausepoint.backup.failed"
 RESTORE_COMPLETED = "pausepoint.restore.completed"
 RESTORE_FAILED = "pausepoint.restore.failed"
 PAUSE_ORPHANED = "pausepoint.pause.orphaned"
+# The site's pause lock (tasks/pause_lock.py): a release that did not happen, a slot freed
+# because no run of the site could hold it.
+PAUSE_LOCK_RELEASE_FAILED = "pausepoint.pause-lock.release-failed"
+PAUSE_LOCK_FREED = "pausepoint.pause-lock.freed"
 
 
 def site_resource(site: str) -> dict[str, str]:
