@@ -4,6 +4,7 @@ nothing registered or half-registered, no tool process or temp file left behind.
 - a database server killed (SIGKILL) while its dump streams, after the unpause;
 - the catalog's disk full while the stores copy (a 2 MB tmpfs as the catalog);
 - the catalog unwritable (a read-only bind mount) or removed at each of its writes;
+- the Prefect API down when `pausepoint backup` starts.
 
 The tests are root-only where they mount (tmpfs, bind mounts): they skip elsewhere. Every
 mount is undone in the test's teardown.
@@ -17,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -395,3 +397,34 @@ def test_catalog_unwritable_at_registration_never_half_registers(
     assert dump_processes() == {}
     assert list(temp_dir.iterdir()) == []
     assert_left_unregistered(small_site, how, broken[0], mounts)
+
+
+# --- 4. the Prefect API down ----------------------------------------------------------------
+
+
+def test_cli_backup_with_prefect_api_down_names_it_and_pauses_nothing(
+    pg_server, mysql_server, tmp_path, monkeypatch
+):
+    dbs = SiteDbs(pg_server, mysql_server, monkeypatch, prefix=f"noapi{next(_n)}")
+    stores = {"ledger": [dbs.database("ledger_c", "postgres"), dbs.database("ledger_s", "mysql")]}
+    for db in dbs.all():
+        create_schema(db.live)
+    url = f"http://127.0.0.1:{servers.free_port()}/api"  # nothing listens there
+    env = {**os.environ, "PREFECT_API_URL": url}
+    with start_gate_cluster(2) as nodes:
+        site = dbs.write_site(tmp_path, {"ledger": nodes.targets}, stores)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pausepoint.cli", "backup", "--site", str(site)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=300,
+        )
+        assert proc.returncode == 3, proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert url in proc.stderr and "PREFECT_API_URL" in proc.stderr
+        assert "prefect server start" in proc.stderr and "nothing was paused" in proc.stderr
+        assert all(n.calls.get("Pause", 0) == 0 for n in nodes.servers)
+        assert not any(n.gate.check_paused() for n in nodes.servers)
+    assert not (tmp_path / "catalog").exists()  # no lease, no staging
