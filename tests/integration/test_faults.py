@@ -343,6 +343,9 @@ def assert_left_unregistered(small_site: SmallSite, how: str, staging: Path, mou
             catalog.get_point(site.site, staging.name)
         assert catalog.sweep_orphans(site.site, older_than=timedelta(0)) == [staging]
     small_site.assert_nothing_paused_or_registered()
+    site = load_site(small_site.path)
+    leases = open_catalog(site.catalog).list_leases(site.site)
+    assert [lease.state for lease in leases] == ["released"]
 
 
 @pytest.mark.parametrize("how", ["read-only", "removed"])
