@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pausepoint.errors import ConfigError, PausepointError
+from pausepoint.errors import ConfigError, PausepointError, PreflightError
 from pausepoint.site import Site
 
 
@@ -162,6 +162,31 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+# The commands that run a flow, and so need the Prefect API (or start a temporary one).
+_FLOW_COMMANDS = frozenset({"backup", "restore", "watchdog", "prune", "drill", "serve"})
+
+
+def _check_prefect_api() -> None:
+    """With PREFECT_API_URL set, a flow records its run there and the backup takes the site's
+    pause lock there: an API that does not answer stops the command before anything starts,
+    with the fix, instead of a traceback from inside Prefect."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return  # the flow starts a temporary local API
+    with get_client(sync_client=True) as client:
+        problem = client.api_healthcheck()
+    if problem is not None:
+        raise PreflightError(
+            f"the Prefect API at {url} (PREFECT_API_URL) does not answer "
+            f"({type(problem).__name__}: {problem}); nothing was paused or changed. Start the "
+            "Prefect server (`prefect server start`) or fix PREFECT_API_URL, then run again; "
+            "without PREFECT_API_URL the command runs with a temporary local API."
+        )
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     from pausepoint.site import load_site
 
@@ -169,6 +194,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     # Validate the site file before anything starts (a temporary Prefect API takes seconds).
     site = load_site(args.site)
     _prefect_defaults()
+    if args.command in _FLOW_COMMANDS:
+        _check_prefect_api()
     if args.command == "backup":
         from flows.backup import backup
         from pausepoint.catalog import open_catalog

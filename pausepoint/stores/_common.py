@@ -35,7 +35,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
-from pausepoint.errors import CorruptArtifactError, PausepointError, ToolMissingError
+from pausepoint.errors import (
+    CaptureError,
+    CorruptArtifactError,
+    PausepointError,
+    ToolMissingError,
+)
 from pausepoint.stores.base import Artifact, CaptureHandle, ProgressFn, Store, StoreCapture
 
 CHUNK = 1 << 20  # 1 MiB: large enough that hashlib/zlib release the GIL and syscalls are few
@@ -629,6 +634,22 @@ def fold_row_hashes(total: int | Decimal | None) -> str:
     return f"{int(total or 0) % (1 << 64):016x}"
 
 
+# --- failures -------------------------------------------------------------------------------
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Did ``exc``, or an error that caused it, fail for want of space? Our own writes say so by
+    errno, a tool by its words (its stderr tail is in the message)."""
+    seen: BaseException | None = exc
+    for _ in range(16):  # causes chain; a cycle must not loop forever
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return os.strerror(errno.ENOSPC) in str(exc)
+
+
 # --- the shared shape of server-backed stores -----------------------------------------------
 
 H = TypeVar("H", bound=CaptureHandle)
@@ -688,6 +709,17 @@ class ServerStore(Store[Any], Generic[H]):
         h = self._own(handle)
         try:
             return self._finish(h, progress)
+        except Exception as exc:
+            # A full disk reads as a tool's or a write's failure; say what it is and what to do.
+            workdir = getattr(h, "workdir", None)
+            if workdir is not None and out_of_space(exc):
+                raise CaptureError(
+                    f"store {self.name}: the catalog's disk is full: no space left on device "
+                    f"for {workdir} while copying the snapshot; no restore point was registered. "
+                    "Free space there (`pausepoint prune --site FILE` deletes old restore points) "
+                    f"or point catalog.path at a larger disk, then back up again. ({exc})"
+                ) from exc
+            raise
         finally:
             self.abort_capture(h)
 

@@ -21,6 +21,7 @@ from pausepoint.stores._common import (
     fold_row_hashes,
     list_artifacts,
     major_version,
+    out_of_space,
     redact,
     run_tool,
     sum_row_hashes,
@@ -236,3 +237,18 @@ def test_pipe_to_file_never_started_closes_its_pipe_on_join(tmp_path):
     with pytest.raises(BrokenPipeError):  # a writer still on the pipe is stopped, not blocked
         os.write(write_fd, b"x")
     os.close(write_fd)
+
+
+def test_out_of_space_by_errno_anywhere_in_the_causes_or_by_a_tools_words():
+    full = OSError(28, os.strerror(28))
+    try:
+        try:
+            raise full
+        except OSError as exc:
+            raise CaptureError("store s: writing dump.sql failed") from exc
+    except CaptureError as wrapped:
+        assert out_of_space(wrapped)
+    said = CaptureError("pg_dump: error: could not write to output file: No space left on device")
+    assert out_of_space(said)
+    assert not out_of_space(CaptureError("pg_dump: error: connection to server lost"))
+    assert not out_of_space(OSError(30, os.strerror(30)))  # read-only is not "full"
