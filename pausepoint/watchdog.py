@@ -383,3 +383,46 @@ def _by_component(nodes: list[Node]) -> dict[str, list[Target]]:
     for n in nodes:
         node_set.setdefault(n.component, []).append(n.target)
     return node_set
+
+
+# --- the staging of dead runs -----------------------------------------------------------------
+
+
+def live_staging(
+    catalog: Catalog, site: str, is_run_alive: IsRunAlive, now: datetime | None = None
+) -> set[str]:
+    """Ids of the unfinished points (no manifest) that a run may still be writing: all of them
+    except those whose lease proves the run gone. What is not in this set,
+    ``Catalog.sweep_abandoned_staging`` may delete.
+
+    A point no readable lease names (a backup that needs no pause takes none; a damaged lease
+    names nothing we can read) counts as live: only prune's idle sweep removes it.
+    """
+    now = now or datetime.now(UTC)
+    staged = set(catalog.staged_ids(site))
+    if not staged:
+        return set()
+    by_point = {
+        lease.point_id: lease
+        for lease in catalog.scan_leases(site).leases
+        if lease.point_id in staged
+    }
+    return {p for p in staged if p not in by_point or not _run_gone(by_point[p], now, is_run_alive)}
+
+
+def _run_gone(lease: Lease, now: datetime, is_run_alive: IsRunAlive) -> bool:
+    """True only when the lease proves its run will never write its point again."""
+    try:
+        if lease.state == "active":
+            # As the watchdog judges it: past the deadline, and the run gone.
+            return lease.expired(now) and _gone_because(lease, now, is_run_alive) is not None
+        if lease.state == "broken":
+            # Its window never closed well (a timer or the watchdog unpaused): the run failed
+            # or is gone; a stopped heartbeat or the orchestrator says which.
+            return _gone_because(lease, now, is_run_alive) is not None
+        # Released: the window closed well and the run went on copying with its heartbeat
+        # stopped, so only the orchestrator can say it is gone.
+        return not is_run_alive(lease.run_id)
+    except Exception:  # cannot tell: keep its staging
+        log.warning("cannot tell whether run %s is alive; its staging is kept", lease.run_id)
+        return False

@@ -18,6 +18,7 @@ BACKUP_FAILED = "pausepoint.backup.failed"
 RESTORE_COMPLETED = "pausepoint.restore.completed"
 RESTORE_FAILED = "pausepoint.restore.failed"
 PAUSE_ORPHANED = "pausepoint.pause.orphaned"
+LEASE_QUARANTINED = "pausepoint.lease.quarantined"
 
 
 def site_resource(site: str) -> dict[str, str]:
