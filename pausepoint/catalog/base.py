@@ -574,7 +574,7 @@ class Catalog:
                 leases.append(self._read_lease(site, run_id, missing_ok=True))
             except FileNotFoundError:
                 continue  # deleted (or quarantined) while we listed
-            except CatalogError as exc:  # LeaseError for what the file holds, or the disk
+            except (LeaseError, CatalogError) as exc:  # what the file holds, or the disk
                 where = self.driver.location(info.key)
                 damaged.append(Unreadable(run_id, info.key, where, str(exc), info.modified))
         leases.sort(key=lambda x: (x.created_at, x.run_id), reverse=True)
@@ -628,6 +628,6 @@ class Catalog:
     def _lease_is_valid(self, site: str, run_id: str, data: bytes) -> bool:
         try:
             lease = parse_lease(data, self.driver.location(layout.lease_key(site, run_id)))
-        except CatalogError:
+        except (LeaseError, CatalogError):
             return False
         return (lease.site, lease.run_id) == (site, run_id)
