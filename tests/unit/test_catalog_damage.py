@@ -29,7 +29,7 @@ def catalog(tmp_path: Path) -> Catalog:
     return Catalog(LocalDriver(tmp_path / "catalog"))
 
 
-def site_file(tmp_path: Path, catalog: Catalog) -> str:
+def site_file(tmp_path: Path, catalog: Catalog, targets: list[str] | None = None) -> str:
     path = tmp_path / "site.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -37,7 +37,7 @@ def site_file(tmp_path: Path, catalog: Catalog) -> str:
                 "site": SITE,
                 "catalog": {"path": str(catalog.driver.root)},
                 "ledger": {
-                    "targets": {"static": ["127.0.0.1:1"]},
+                    "targets": {"static": targets or ["127.0.0.1:1"]},
                     "stores": [{"kind": "postgres", "name": "pg", "user": "u", "database": "d"}],
                 },
             }
