@@ -6,9 +6,10 @@
               -> delete ended leases older than max(keep_daily_days, 7) days
               -> publish what was kept and deleted, and why
 
-Never deletes the newest point nor the newest verified point (latest drill passed). With
-``dry_run`` it only reports. A point that could not be deleted fails the run after the rest are
-done.
+Never deletes the newest point nor the newest verified point (latest drill passed), nor a point
+whose manifest or drill records cannot be read (reported, with the file and the fix). A damaged
+lease file is reported and skipped (the watchdog quarantines it). With ``dry_run`` it only
+reports. A point that could not be deleted fails the run after the rest are done.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def prune(request: PruneRequest) -> dict:
     site = load_site(request.site_file)
     catalog = open_catalog(site.catalog)
     policy = Policy(keep_last=request.keep_last, keep_daily_days=request.keep_daily_days)
-    report = PruneReport(site.site, request.dry_run, plan_retention(catalog, site, policy))
+    planned, unreadable = plan_retention(catalog, site, policy)
+    report = PruneReport(site.site, request.dry_run, planned, unreadable=unreadable)
     delete_points(catalog, site, report)
     sweep_orphans(catalog, site, report)
     delete_old_leases(catalog, site, report)

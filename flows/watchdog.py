@@ -1,7 +1,10 @@
 """The watchdog flow (scheduled every minute): never leave ScalarDL paused.
 
-    load site -> close orphaned leases (expired, run gone: unpause what they left paused)
-              -> announce each one (event pausepoint.pause.orphaned)
+    load site -> close orphaned leases (expired, run gone: unpause what they left paused;
+                 a lease file that cannot be read: unpause every paused node of the site but
+                 those of live leases, then quarantine the file)
+              -> announce each one (event pausepoint.pause.orphaned) and each quarantined
+                 file (event pausepoint.lease.quarantined)
 
 A lease that could not be closed stays active for the next run, and this run fails with the
 most severe failure (an UnpauseError when nodes may still be paused).
@@ -14,7 +17,7 @@ from prefect import flow
 from pausepoint.errors import most_severe
 from pausepoint.requests import WatchdogRequest
 from tasks.site_steps import connect, load_site
-from tasks.watchdog_steps import announce_orphaned, close_orphaned_leases
+from tasks.watchdog_steps import announce_orphaned, announce_quarantined, close_orphaned_leases
 
 
 @flow(
@@ -31,6 +34,8 @@ def watchdog(request: WatchdogRequest) -> dict:
         client.close()
     for broken in report.broken:
         announce_orphaned(site.site, broken)
+    for quarantined in report.quarantined:
+        announce_quarantined(site.site, quarantined, report.site_check)
     if report.failures:
         raise most_severe(report.failures)  # type: ignore[misc]
     return report.to_dict()

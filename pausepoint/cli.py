@@ -104,12 +104,16 @@ def _points(args: argparse.Namespace, site: Site) -> int:
 
     catalog = open_catalog(site.catalog)
     if args.points_command == "list":
-        points = catalog.list_points(site.site)
+        scan = catalog.scan_points(site.site)
+        points = scan.points
+        # One unreadable manifest never hides the others: name it (and the fix) on stderr.
+        for bad in scan.unreadable:
+            print(f"{bad.id}  UNREADABLE, not listed: {bad.problem}", file=sys.stderr)
         if args.json:
             print(json.dumps([p.model_dump(mode="json") for p in points], indent=2))
             return 0
         if not points:
-            print(f"site {site.site}: no restore points in {site.catalog.path}")
+            print(f"site {site.site}: no readable restore points in {site.catalog.path}")
         for p in points:
             stores = sum(len(c.stores) for c in p.components.values())
             size = sum(s.total_bytes for c in p.components.values() for s in c.stores)
@@ -208,10 +212,14 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "restore":
         from flows.restore import restore
+        from pausepoint.catalog import layout, open_catalog
         from pausepoint.requests import RestoreRequest, parse_request
         from pausepoint.restore import load_target
 
         load_target(args.target)
+        if not layout.is_point_id(args.point):
+            # A shortened id: the catalog's error lists the full ids it matches.
+            open_catalog(site.catalog).get_point(site.site, args.point)
         request = parse_request(
             RestoreRequest,
             site_file=args.site,
@@ -238,6 +246,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             print(f"lease of run {broken['run_id']} broken: {broken['reason']}")
         for run_id, why in report["waiting"].items():
             print(f"lease of run {run_id} left active: {why}")
+        if report["site_check"]:
+            print(report["site_check"]["reason"])
+        for q in report["quarantined"]:
+            print(f"damaged lease file {q['file']} moved to {q['moved_to']}: {q['problem']}")
         print(f"site {site.site}: {len(report['broken'])} orphaned lease(s) closed")
         return 0
     if args.command == "prune":
@@ -270,6 +282,10 @@ def _prune(args: argparse.Namespace) -> int:
         print(f"{'would sweep' if report['dry_run'] else 'swept'} {path}")
     for run_id in report["leases"]:
         print(f"{verb} ended lease of run {run_id}")
+    for point_id, why in report["unreadable"].items():
+        print(f"skipped {point_id} (kept, cannot be read): {why}", file=sys.stderr)
+    for path, why in report["damaged_leases"].items():
+        print(f"skipped lease file {path} (cannot be read): {why}", file=sys.stderr)
     print(
         f"\nsite {report['site']}: kept {len(report['kept'])}, {verb} {len(report['deleted'])}, "
         f"{'would sweep' if report['dry_run'] else 'swept'} {len(report['swept'])} unfinished"

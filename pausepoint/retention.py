@@ -1,4 +1,5 @@
-"""Retention: which restore points prune keeps, and why. Pure logic: no catalog, no clock.
+"""Retention: which restore points prune keeps, and why. ``plan`` is pure logic (no catalog, no
+clock); ``candidates`` reads what it decides on from the catalog.
 
 A point is kept when any of these holds (every reason that holds is recorded):
 
@@ -11,6 +12,10 @@ A point is kept when any of these holds (every reason that holds is recorded):
 Everything else is deleted. Points are ordered by the time of their data (the pause window's
 mid-time), then id, as ``Catalog.list_points`` orders them.
 
+A point whose manifest or drill record cannot be read (damaged, or written by a newer
+pausepoint) is never a candidate: it is never deleted, never counted among the newest nor as
+verified, and the report names its file and the fix (``candidates`` gathers them).
+
 Ended leases (released or broken) are history: kept for ``Policy.lease_days`` after they ended,
 then deleted (``old_leases``). Active leases are never deleted.
 """
@@ -22,7 +27,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from pausepoint.catalog.base import Catalog
 from pausepoint.catalog.lease import Lease
+from pausepoint.errors import CatalogError
 
 # Ended leases are kept at least this long, whatever keep_daily_days says: they tell who paused
 # what and who had to unpause it.
@@ -95,6 +102,24 @@ class RetentionPlan:
     @property
     def newest_verified(self) -> str | None:
         return next((d.id for d in self.decisions if d.verified), None)
+
+
+def candidates(catalog: Catalog, site: str) -> tuple[list[Candidate], dict[str, str]]:
+    """Every registered point with its latest drill, and the points that cannot be judged (id
+    -> the problem, naming the file and the fix): their manifest or a drill record cannot be
+    read. Reads the catalog; the rest of this module does not."""
+    scan = catalog.scan_points(site)
+    unreadable = {u.id: u.problem for u in scan.unreadable}
+    found = []
+    for point in scan.points:
+        try:
+            latest = catalog.latest_drill(site, point.id)
+        except CatalogError as exc:
+            # Whether it is verified is unknown: it may be the newest verified point, so keep it.
+            unreadable[point.id] = f"its drill records cannot be read: {exc}"
+            continue
+        found.append(Candidate(point.id, point.window.mid, latest is not None and latest.passed))
+    return found, unreadable
 
 
 def _aware(value: datetime, what: str) -> datetime:
@@ -173,6 +198,9 @@ class PruneReport:
     failed: dict[str, str] = field(default_factory=dict)  # point id -> why its delete failed
     swept: list[str] = field(default_factory=list)  # unfinished points' directories removed
     leases: list[str] = field(default_factory=list)  # run ids of ended leases deleted
+    # point id -> why it could not be judged (kept, untouched); file and fix named
+    unreadable: dict[str, str] = field(default_factory=dict)
+    damaged_leases: dict[str, str] = field(default_factory=dict)  # lease file -> its problem
 
     def summary(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
@@ -184,6 +212,10 @@ class PruneReport:
         )
         if self.failed:
             text += f"; {len(self.failed)} delete(s) failed"
+        if self.unreadable:
+            text += f"; {len(self.unreadable)} unreadable point(s) skipped (kept)"
+        if self.damaged_leases:
+            text += f"; {len(self.damaged_leases)} damaged lease file(s) skipped"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,6 +232,8 @@ class PruneReport:
             "failed": dict(self.failed),
             "swept": list(self.swept),
             "leases": list(self.leases),
+            "unreadable": dict(self.unreadable),
+            "damaged_leases": dict(self.damaged_leases),
         }
 
 
@@ -236,7 +270,13 @@ def prune_markdown(report: PruneReport) -> str:
     if report.swept:
         lines += ["", f"Unfinished points ({'to sweep' if report.dry_run else 'swept'}):", ""]
         lines += [f"- `{p}`" for p in report.swept]
+    if report.unreadable:
+        lines += ["", "Points that cannot be read (kept, never deleted; fix them):", ""]
+        lines += [f"- `{i}`: {why}" for i, why in report.unreadable.items()]
     if report.leases:
         lines += ["", f"Ended leases older than {report.plan.policy.lease_days} days:", ""]
         lines += [f"- run `{r}`" for r in report.leases]
+    if report.damaged_leases:
+        lines += ["", "Lease files that cannot be read (skipped; the watchdog handles them):", ""]
+        lines += [f"- `{f}`: {why}" for f, why in report.damaged_leases.items()]
     return "\n".join(lines)

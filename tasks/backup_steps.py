@@ -17,6 +17,7 @@ from pausepoint.clock import measure
 from pausepoint.errors import CatalogError, ClockSkewError
 from pausepoint.progress import CaptureProgress
 from tasks._step import step
+from tasks.prune_steps import sweep_abandoned_staging
 from tasks.reporting import ProgressArtifact
 
 
@@ -68,6 +69,7 @@ def derive_hold(run: BackupRun) -> int:
 
 @step(name="begin-restore-point")
 def begin_point(run: BackupRun) -> str:
+    sweep_abandoned_staging(run.catalog, run.site)  # what killed runs left; never fails
     pending = run.begin()
     return pending.id
 

@@ -22,6 +22,8 @@ PAUSE_ORPHANED = "pausepoint.pause.orphaned"
 # because no run of the site could hold it.
 PAUSE_LOCK_RELEASE_FAILED = "pausepoint.pause-lock.release-failed"
 PAUSE_LOCK_FREED = "pausepoint.pause-lock.freed"
+# A lease file the watchdog could not read, moved aside after a check of every node.
+LEASE_QUARANTINED = "pausepoint.lease.quarantined"
 
 
 def site_resource(site: str) -> dict[str, str]:

@@ -11,33 +11,34 @@ from prefect.logging import get_run_logger
 from pausepoint.catalog import Catalog
 from pausepoint.errors import PausepointError
 from pausepoint.retention import (
-    Candidate,
     Policy,
     PruneReport,
     RetentionPlan,
+    candidates,
     old_leases,
     plan,
     prune_markdown,
 )
 from pausepoint.site import Site
+from pausepoint.watchdog import live_staging
 from tasks._step import step
+from tasks.watchdog_steps import flow_run_alive
 
 
 @step(name="plan-retention", retries=1, retry_delay_seconds=2)
-def plan_retention(catalog: Catalog, site: Site, policy: Policy) -> RetentionPlan:
-    """Every registered point with its latest drill; a damaged manifest or drill record fails
-    the run (naming the file) rather than guessing what is verified."""
-    candidates = []
-    for point in catalog.list_points(site.site):
-        latest = catalog.latest_drill(site.site, point.id)
-        candidates.append(
-            Candidate(point.id, point.window.mid, latest is not None and latest.passed)
-        )
-    result = plan(candidates, policy, datetime.now(UTC))
+def plan_retention(
+    catalog: Catalog, site: Site, policy: Policy
+) -> tuple[RetentionPlan, dict[str, str]]:
+    """Every registered point with its latest drill, planned; and the points that cannot be
+    read (id -> problem): never deleted, never counted as newest or verified."""
+    found, unreadable = candidates(catalog, site.site)
+    result = plan(found, policy, datetime.now(UTC))
     log = get_run_logger()
     for d in result.decisions:
         log.info("%s %s: %s", "keep" if d.keep else "delete", d.id, "; ".join(d.reasons))
-    return result
+    for point_id, why in unreadable.items():
+        log.error("restore point %s cannot be read, so it is kept untouched: %s", point_id, why)
+    return result, unreadable
 
 
 @step(name="delete-restore-points")
@@ -72,10 +73,19 @@ def sweep_orphans(catalog: Catalog, site: Site, report: PruneReport) -> None:
 def delete_old_leases(catalog: Catalog, site: Site, report: PruneReport) -> None:
     """Ended leases past their history period; active ones are never touched."""
     log = get_run_logger()
-    old = old_leases(catalog.list_leases(site.site), report.plan.policy, datetime.now(UTC))
+    scan = catalog.scan_leases(site.site)
+    for bad in scan.damaged:
+        # Not ours to move: the watchdog first checks every node the file may have paused.
+        report.damaged_leases[bad.location] = bad.problem
+        log.error("lease file %s cannot be read; skipped: %s", bad.location, bad.problem)
+    old = old_leases(scan.leases, report.plan.policy, datetime.now(UTC))
     for run_id in old:
         if not report.dry_run:
-            catalog.delete_lease(site.site, run_id)
+            try:
+                catalog.delete_lease(site.site, run_id)
+            except PausepointError as exc:  # rewritten or damaged since the scan: next prune
+                log.error("could not delete the ended lease of run %s: %s", run_id, exc)
+                continue
         report.leases.append(run_id)
         log.info(
             "%s ended lease of run %s", "would delete" if report.dry_run else "deleted", run_id
@@ -90,3 +100,19 @@ def publish_prune_report(report: PruneReport) -> None:
         markdown=prune_markdown(report),
         description=report.summary(),
     )
+
+
+def sweep_abandoned_staging(catalog: Catalog, site: Site) -> list[str]:
+    """Remove the staging that killed backups left (their run provably gone), at the start of
+    a backup instead of after prune's 24 hours. Called inside the backup's begin-restore-point
+    step, under the site's pause lock; never fails the backup (a failure is logged)."""
+    log = get_run_logger()
+    try:
+        live = live_staging(catalog, site.site, flow_run_alive)
+        swept = [str(p) for p in catalog.sweep_abandoned_staging(site.site, live)]
+    except Exception as exc:  # tidying must never cost a backup
+        log.warning("could not sweep abandoned staging of site %s: %s", site.site, exc)
+        return []
+    for path in swept:
+        log.info("swept the staging of a backup run that is gone: %s", path)
+    return swept

@@ -1,4 +1,5 @@
-"""Prefect tasks of the watchdog flow: close orphaned leases, announce each one.
+"""Prefect tasks of the watchdog flow: close orphaned leases, announce each one, and announce
+each damaged lease file it quarantined.
 
 Whether a lease's run is alive is Prefect's knowledge, so it is asked here and handed to the core
 (``pausepoint.watchdog``) as a plain function.
@@ -15,9 +16,15 @@ from prefect.logging import get_run_logger
 from pausepoint.admin.client import AdminClient
 from pausepoint.catalog import Catalog
 from pausepoint.site import Site
-from pausepoint.watchdog import BrokenLease, WatchdogReport, run_watchdog
+from pausepoint.watchdog import (
+    BrokenLease,
+    QuarantinedLease,
+    SiteCheck,
+    WatchdogReport,
+    run_watchdog,
+)
 from tasks._step import step
-from tasks.events import PAUSE_ORPHANED, emit, flow_run_resource
+from tasks.events import LEASE_QUARANTINED, PAUSE_ORPHANED, emit, flow_run_resource
 
 
 def _flow_run_id(run_id: str) -> UUID | None:
@@ -47,6 +54,16 @@ def close_orphaned_leases(site: Site, catalog: Catalog, client: AdminClient) -> 
     report = run_watchdog(catalog, site, client, flow_run_alive)
     for broken in report.broken:
         logger.warning("%s", broken.lease.broken_reason)
+    if report.site_check is not None:
+        logger.warning("%s", report.site_check.reason)
+    for q in report.quarantined:
+        logger.error(
+            "damaged lease file %s moved to %s (kept for you to read; it is never read as a "
+            "lease again): %s",
+            q.location,
+            q.moved_to,
+            q.problem,
+        )
     for run_id, why in report.waiting.items():
         logger.info("lease of run %s left active: %s", run_id, why)
     for failure in report.failures:
@@ -59,13 +76,7 @@ def close_orphaned_leases(site: Site, catalog: Catalog, client: AdminClient) -> 
 def announce_orphaned(site: str, broken: BrokenLease) -> str | None:
     """The event automations react to: a backup run died and left its pause behind."""
     lease = broken.lease
-    related = [
-        {
-            "prefect.resource.id": f"pausepoint.lease.{site}.{lease.run_id}",
-            "prefect.resource.role": "lease",
-            "prefect.resource.name": lease.run_id,
-        }
-    ]
+    related = [_lease_resource(site, lease.run_id)]
     if _flow_run_id(lease.run_id) is not None:
         related.append(flow_run_resource(lease.run_id))
     return emit(
@@ -82,5 +93,39 @@ def announce_orphaned(site: str, broken: BrokenLease) -> str | None:
             "reason": lease.broken_reason,
         },
         point_id=lease.point_id,
+        related=related,
+    )
+
+
+def _lease_resource(site: str, run_id: str) -> dict[str, str]:
+    return {
+        "prefect.resource.id": f"pausepoint.lease.{site}.{run_id}",
+        "prefect.resource.role": "lease",
+        "prefect.resource.name": run_id,
+    }
+
+
+@step(name="announce-quarantined-lease")
+def announce_quarantined(
+    site: str, quarantined: QuarantinedLease, check: SiteCheck | None
+) -> str | None:
+    """A lease file could not be read: the watchdog checked every node of the site, unpaused
+    what reported paused, and moved the file aside. People should read it."""
+    related = [_lease_resource(site, quarantined.run_id)]
+    if _flow_run_id(quarantined.run_id) is not None:
+        related.append(flow_run_resource(quarantined.run_id))
+    return emit(
+        LEASE_QUARANTINED,
+        site,
+        {
+            "run_id": quarantined.run_id,
+            "file": quarantined.location,
+            "moved_to": quarantined.moved_to,
+            "problem": quarantined.problem,
+            "unpaused": check.unpaused if check else [],
+            "not_paused": check.not_paused if check else [],
+            "left_alone": check.left_alone if check else [],
+            "reason": check.reason if check else None,
+        },
         related=related,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pausepoint.catalog.base import Catalog, PendingPoint
+from pausepoint.catalog.base import Catalog, LeaseScan, PendingPoint, PointScan, Unreadable
 from pausepoint.catalog.drills import DrillCheck, DrillRecord
 from pausepoint.catalog.driver import CatalogDriver, FileInfo
 from pausepoint.catalog.lease import Lease, LeaseState
@@ -25,10 +25,13 @@ __all__ = [
     "DrillRecord",
     "FileInfo",
     "Lease",
+    "LeaseScan",
     "LeaseState",
     "LocalDriver",
     "PendingPoint",
+    "PointScan",
     "RestorePoint",
+    "Unreadable",
     "open_catalog",
 ]
 

@@ -8,13 +8,17 @@ A restore point exists only once its manifest is written, and the manifest is wr
     catalog.discard(pending)                      or, on failure, remove the staged files
 
 A crash anywhere before the manifest's rename leaves a directory without a manifest: never
-listed, never restorable, removed by ``sweep_orphans`` once idle long enough.
+listed, never restorable, removed by the next backup once its run is provably gone
+(``sweep_abandoned_staging``) or by prune once idle long enough (``sweep_orphans``).
+
+One unreadable file never hides the others: ``scan_points`` and ``scan_leases`` return the good
+records and name each bad file; the watchdog quarantines a damaged lease (``quarantine_lease``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,7 +42,12 @@ log = logging.getLogger(__name__)
 _HASH_WORKERS = 4
 # How many existing ids a not-found message lists.
 _IDS_SHOWN = 10
+# How many full ids a shortened id's message lists.
+_MATCHES_SHOWN = 5
 _ID_ATTEMPTS = 20
+# A run writes its staging all the time (the copy streams into it); one that wrote nothing for
+# this long (three missed lease heartbeats) and whose run is gone is not coming back to it.
+STAGING_IDLE = timedelta(seconds=15)
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,35 @@ class PendingPoint:
         path = path / layout.check_segment("store", store)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A catalog file that cannot be used (damaged, edited, or written by a newer pausepoint).
+
+    Listings skip it and say so, so one bad file never hides the good ones."""
+
+    id: str  # the point id (a manifest) or the run id (a lease) its name gives
+    key: str
+    location: str
+    problem: str  # the error's message: names the file and what to do
+    modified: datetime | None = None  # when the file was last written (UTC), when known
+
+
+@dataclass(frozen=True)
+class PointScan:
+    """Registered points, newest data first, and the points whose manifest cannot be read."""
+
+    points: list[RestorePoint]
+    unreadable: list[Unreadable]
+
+
+@dataclass(frozen=True)
+class LeaseScan:
+    """Readable leases, newest first, and the lease files that cannot be read."""
+
+    leases: list[Lease]
+    damaged: list[Unreadable]
 
 
 @dataclass(frozen=True)
@@ -168,14 +206,43 @@ class Catalog:
             )
         return point
 
-    def list_points(self, site: str) -> list[RestorePoint]:
-        """Registered restore points, newest data first (by mid-time, then id).
+    def scan_points(self, site: str) -> PointScan:
+        """Every registered point that can be read, newest data first (by mid-time, then id),
+        and every point whose manifest cannot be read (each naming its file and the fix).
 
         Directories without a manifest (running or failed backups) are not points and are
-        skipped; a damaged manifest raises CatalogError naming the file.
+        skipped.
         """
-        points = [self._read(site, i) for i in self.point_ids(site)]
-        return sorted(points, key=lambda p: (p.window.mid, p.id), reverse=True)
+        points: list[RestorePoint] = []
+        unreadable: list[Unreadable] = []
+        for point_id in self.point_ids(site):
+            try:
+                points.append(self._read(site, point_id))
+            except FileNotFoundError:
+                continue  # deleted while we listed
+            except CatalogError as exc:
+                key = layout.manifest_key(site, point_id)
+                info = self.driver.stat(key)
+                unreadable.append(
+                    Unreadable(
+                        point_id,
+                        key,
+                        self.driver.location(key),
+                        str(exc),
+                        info.modified if info else None,
+                    )
+                )
+        points.sort(key=lambda p: (p.window.mid, p.id), reverse=True)
+        return PointScan(points, unreadable)
+
+    def list_points(self, site: str) -> list[RestorePoint]:
+        """Registered restore points that can be read, newest data first (by mid-time, then
+        id). A point whose manifest cannot be read is skipped with a warning; ``scan_points``
+        says which and why."""
+        scan = self.scan_points(site)
+        for bad in scan.unreadable:
+            log.warning("skipping restore point %s of site %s: %s", bad.id, site, bad.problem)
+        return scan.points
 
     def get_point(self, site: str, point_id: str) -> RestorePoint:
         if layout.is_point_id(point_id):
@@ -187,6 +254,20 @@ class Catalog:
 
     def _not_found(self, site: str, point_id: str) -> str:
         ids = self.point_ids(site)
+        matches = [i for i in ids if point_id and i.startswith(point_id)]
+        if matches and not layout.is_point_id(point_id):
+            # A shortened id: never guess which point was meant (a restore overwrites data).
+            shown = ", ".join(matches[:_MATCHES_SHOWN])
+            more = (
+                f" and {len(matches) - _MATCHES_SHOWN} more"
+                if len(matches) > _MATCHES_SHOWN
+                else ""
+            )
+            return (
+                f"{point_id!r} is not a full restore point id of site {site!r}; it is the start "
+                f"of {len(matches)} point id(s): {shown}{more}. Use the full id from "
+                "`pausepoint points list --site FILE` (ids look like 20261128T003119Z-3f9a)."
+            )
         if not layout.is_point_id(point_id):
             head = f"{point_id!r} is not a restore point id (they look like 20261128T003119Z-3f9a)"
         elif self.driver.exists(layout.point_key(site, point_id)):
@@ -260,6 +341,15 @@ class Catalog:
 
     # --- removing ---------------------------------------------------------------------------
 
+    def staged_ids(self, site: str) -> list[str]:
+        """Ids of point directories without a manifest: a backup still making them, or one
+        that died. Oldest first."""
+        return sorted(
+            i
+            for i in self._candidate_ids(site)
+            if not self.driver.exists(layout.manifest_key(site, i))
+        )
+
     def sweep_orphans(
         self,
         site: str,
@@ -273,15 +363,44 @@ class Catalog:
         copying keeps writing, so make ``older_than`` longer than the slowest capture's pauses.
         Returns the directories removed (with ``dry_run``: those it would remove, untouched).
         """
+        return self._sweep(site, self.staged_ids(site), older_than, now, dry_run)
+
+    def sweep_abandoned_staging(
+        self,
+        site: str,
+        live_point_ids: Collection[str],
+        now: datetime | None = None,
+        idle: timedelta = STAGING_IDLE,
+        dry_run: bool = False,
+    ) -> list[Path]:
+        """Delete the staging of backups that are provably gone, without waiting 24 hours.
+
+        Every point directory without a manifest whose id is NOT in ``live_point_ids`` and in
+        which nothing was written for ``idle`` is removed. The caller names every point a run
+        may still be writing (``pausepoint.watchdog.live_staging`` decides from the leases
+        and the runs' state); a point it cannot account for must be in that set.
+        """
+        live = set(live_point_ids)
+        gone = [i for i in self.staged_ids(site) if i not in live]
+        return self._sweep(site, gone, idle, now, dry_run)
+
+    def _sweep(
+        self,
+        site: str,
+        point_ids: Iterable[str],
+        idle: timedelta,
+        now: datetime | None,
+        dry_run: bool,
+    ) -> list[Path]:
         now = now or datetime.now(UTC)
         swept: list[Path] = []
-        for point_id in self._candidate_ids(site):
+        for point_id in point_ids:
             if self.driver.exists(layout.manifest_key(site, point_id)):
                 continue
             key = layout.point_key(site, point_id)
             files = self.driver.list_files(key)
             last = max([layout.point_id_time(point_id), *(f.modified for f in files)])
-            if now - last < older_than:
+            if now - last < idle:
                 continue
             # Re-check: a backup may have registered while we looked.
             if self.driver.exists(layout.manifest_key(site, point_id)):
@@ -344,11 +463,15 @@ class Catalog:
 
     # --- leases -----------------------------------------------------------------------------
 
-    def _read_lease(self, site: str, run_id: str) -> Lease:
+    def _read_lease(self, site: str, run_id: str, missing_ok: bool = False) -> Lease:
+        """The lease of one run; LeaseError when there is none or it cannot be used (with
+        ``missing_ok``, FileNotFoundError when there is none)."""
         key = layout.lease_key(site, run_id)
         try:
             data = self.driver.read_bytes(key)
         except FileNotFoundError:
+            if missing_ok:
+                raise
             raise LeaseError(
                 f"site {site!r} has no lease for run {run_id!r} "
                 f"({self.driver.location(key)}); list them with Catalog.list_leases"
@@ -432,16 +555,79 @@ class Catalog:
             )
         self.driver.delete(layout.lease_key(site, run_id))
 
-    def list_leases(self, site: str, state: LeaseState | None = None) -> list[Lease]:
-        """Leases of a site, newest first, optionally only those in ``state``."""
+    def scan_leases(self, site: str) -> LeaseScan:
+        """Every lease of a site that can be read (newest first) and every lease file that
+        cannot (damaged, edited, copied from another run, or of a newer format).
+
+        Only files named ``<run id>.json`` directly under the leases prefix are leases: the
+        temp file of an atomic write (dot-prefixed, half-written while a run writes it) and the
+        quarantine are never read as one.
+        """
         prefix = layout.leases_prefix(site)
-        leases = []
+        leases: list[Lease] = []
+        damaged: list[Unreadable] = []
         for info in self.driver.list_files(prefix):
-            name = info.key.removeprefix(prefix + "/")
-            run_id = name.removesuffix(".json")
-            if name == run_id or not layout.is_segment(run_id):
-                continue  # a temp file of an atomic write (dot-prefixed), or not a lease
-            lease = self._read_lease(site, run_id)
-            if state is None or lease.state == state:
-                leases.append(lease)
-        return sorted(leases, key=lambda x: (x.created_at, x.run_id), reverse=True)
+            run_id = layout.lease_run_id(info.key.removeprefix(prefix + "/"))
+            if run_id is None:
+                continue
+            try:
+                leases.append(self._read_lease(site, run_id, missing_ok=True))
+            except FileNotFoundError:
+                continue  # deleted (or quarantined) while we listed
+            except (LeaseError, CatalogError) as exc:  # what the file holds, or the disk
+                where = self.driver.location(info.key)
+                damaged.append(Unreadable(run_id, info.key, where, str(exc), info.modified))
+        leases.sort(key=lambda x: (x.created_at, x.run_id), reverse=True)
+        return LeaseScan(leases, damaged)
+
+    def list_leases(self, site: str, state: LeaseState | None = None) -> list[Lease]:
+        """Leases of a site that can be read, newest first, optionally only those in
+        ``state``. A damaged lease file is skipped with a warning: ``scan_leases`` names it,
+        and the watchdog quarantines it."""
+        scan = self.scan_leases(site)
+        for bad in scan.damaged:
+            log.warning("skipping lease file %s: %s", bad.location, bad.problem)
+        return [lease for lease in scan.leases if state is None or lease.state == state]
+
+    def quarantine_lease(
+        self, site: str, damaged: Unreadable, now: datetime | None = None
+    ) -> str | None:
+        """Move a damaged lease file aside (``<site>/leases/quarantine/<run id>.json.<UTC
+        time>``), kept for people and never read as a lease again. Returns where it went.
+
+        Returns None, and leaves the file, when it is gone or no longer damaged: a run rewrote
+        it since it was scanned (the heartbeat of a live run replaces a damaged lease with its
+        own record). A file rewritten during the move is put back.
+        """
+        key = layout.lease_key(site, damaged.id)
+        where = self.driver.location(key)
+        try:
+            before = self.driver.read_bytes(key)
+        except FileNotFoundError:
+            return None
+        if self._lease_is_valid(site, damaged.id, before):
+            log.info("lease file %s was rewritten and is valid now: not quarantined", where)
+            return None
+        target = layout.lease_quarantine_key(site, damaged.id, now or datetime.now(UTC))
+        try:
+            self.driver.move(key, target)
+        except FileNotFoundError:
+            return None
+        moved = self.driver.read_bytes(target)
+        if moved != before and self._lease_is_valid(site, damaged.id, moved):
+            # A run rewrote its lease between our read and the move: give it back (unless it
+            # wrote again since), it is a live record, not the damaged one.
+            if not self.driver.exists(key):
+                self.driver.write_atomic(key, moved)
+            self.driver.delete(target)
+            log.info("lease file %s was rewritten while moved aside: put back", where)
+            return None
+        log.warning("quarantined damaged lease file %s to %s", where, self.driver.location(target))
+        return self.driver.location(target)
+
+    def _lease_is_valid(self, site: str, run_id: str, data: bytes) -> bool:
+        try:
+            lease = parse_lease(data, self.driver.location(layout.lease_key(site, run_id)))
+        except (LeaseError, CatalogError):
+            return False
+        return (lease.site, lease.run_id) == (site, run_id)

@@ -86,3 +86,9 @@ class CatalogDriver(ABC):
     @abstractmethod
     def delete_prefix(self, prefix: str) -> None:
         """Delete everything under ``prefix``; no error when nothing is there."""
+
+    def move(self, src: str, dst: str) -> None:
+        """Move one file to a key that does not exist yet. FileNotFoundError when ``src`` is
+        gone. This fallback copies, then deletes; a driver that can rename atomically should."""
+        self.write_atomic(dst, self.read_bytes(src))
+        self.delete(src)

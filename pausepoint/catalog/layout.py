@@ -6,6 +6,7 @@ Keys are '/'-separated and relative to the catalog's root, the same for every dr
     <site>/points/<point id>/<component>/<store>/<artifact>  what one store captured
     <site>/points/<point id>/drills/<UTC time>.json         one drill (test restore) of the point
     <site>/leases/<run id>.json                             which nodes a run paused, until when
+    <site>/leases/quarantine/<run id>.json.<UTC time>       a damaged lease, moved aside for people
 
 Point ids are ``20261128T003119Z-3f9a``: the UTC second the backup began (so ids sort by time)
 and a random suffix (so two runs in the same second do not collide).
@@ -21,6 +22,8 @@ from pathlib import PurePosixPath
 from pausepoint.errors import CatalogError, RestorePointNotFoundError
 
 MANIFEST = "manifest.json"
+LEASE_SUFFIX = ".json"
+QUARANTINE = "quarantine"  # never a run id's file: lease files end with LEASE_SUFFIX
 DRILLS = "drills"  # never a component name: components are ledger and auditor
 
 _POINT_ID = re.compile(r"^(?P<time>\d{8}T\d{6}Z)-(?P<suffix>[0-9a-f]{4})$")
@@ -110,7 +113,24 @@ def leases_prefix(site: str) -> str:
 
 
 def lease_key(site: str, run_id: str) -> str:
-    return f"{leases_prefix(site)}/{check_segment('run id', run_id)}.json"
+    return f"{leases_prefix(site)}/{check_segment('run id', run_id)}{LEASE_SUFFIX}"
+
+
+def lease_run_id(name: str) -> str | None:
+    """The run id of a lease file's name (directly under the leases prefix), or None for
+    anything else: a temp file of an atomic write (dot-prefixed), the quarantine, not ours."""
+    run_id = name.removesuffix(LEASE_SUFFIX)
+    if run_id == name or "/" in name or not is_segment(run_id):
+        return None
+    return run_id
+
+
+def lease_quarantine_key(site: str, run_id: str, at: datetime) -> str:
+    """Where a damaged lease file is moved: kept for people, never read as a lease again (the
+    name does not end in LEASE_SUFFIX and lies below the leases prefix)."""
+    stamp = at.astimezone(UTC).strftime(_DRILL_TIME)
+    name = f"{check_segment('run id', run_id)}{LEASE_SUFFIX}.{stamp}"
+    return f"{leases_prefix(site)}/{QUARANTINE}/{name}"
 
 
 def drills_prefix(site: str, point_id: str) -> str:

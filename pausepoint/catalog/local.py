@@ -9,6 +9,7 @@ loss it is either absent (or the previous version) or complete. Artifacts are fs
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -166,6 +167,20 @@ class LocalDriver(CatalogDriver):
                     key = path.relative_to(self.root).as_posix()
                     out.append(FileInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
         return sorted(out, key=lambda f: f.key)
+
+    def move(self, src: str, dst: str) -> None:
+        source, target = self._path(src), self._path(dst)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                raise FileExistsError(errno.EEXIST, "already exists", str(target))
+            os.rename(source, target)  # atomic: readers see the file at one name or the other
+            _fsync_dir(target.parent)
+            _fsync_dir(source.parent)
+        except FileNotFoundError:
+            raise  # the source is gone
+        except OSError as exc:
+            raise self._failed("move", src, exc) from exc
 
     def delete(self, key: str) -> None:
         try:

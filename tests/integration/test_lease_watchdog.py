@@ -23,11 +23,13 @@ from prefect.settings import PREFECT_API_URL
 from flows.backup import backup
 from flows.watchdog import watchdog
 from pausepoint.catalog import Catalog, Lease, open_catalog
+from pausepoint.catalog.base import STAGING_IDLE
 from pausepoint.catalog.lease import HEARTBEAT_MISSES
 from pausepoint.cli import run
 from pausepoint.errors import LeaseError
 from pausepoint.requests import BackupRequest, WatchdogRequest
 from pausepoint.site import load_site
+from pausepoint.watchdog import live_staging
 from tasks.watchdog_steps import flow_run_alive
 from tests.support.prefect_api import read_events, wait_for
 from tests.support.small_site import SmallSite, pause_calls
@@ -51,10 +53,32 @@ def expected_nodes(small_site: SmallSite) -> list[str]:
 
 
 def test_backup_releases_its_lease_after_a_normal_run(small_site):
-    point_id = backup(BackupRequest(site_file=str(small_site.path)))
+    # A run killed earlier left its staging and a lease the watchdog broke: this backup sweeps
+    # that staging at its start, not prune 24 hours later.
     site, catalog = site_catalog(small_site)
+    then = datetime.now(UTC) - timedelta(hours=1)
+    dead = catalog.begin_point(site, now=then)
+    (dead.store_dir("ledger", "pg") / "half.dump").write_bytes(b"half a dump")
+    for p in [dead.staging, *dead.staging.rglob("*")]:
+        os.utime(p, (then.timestamp(), then.timestamp()))
+    catalog.write_lease(
+        Lease(
+            site=site,
+            run_id="local-killed",
+            owner="a killed backup",
+            nodes=expected_nodes(small_site),
+            created_at=then,
+            deadline=then + timedelta(minutes=1),
+            point_id=dead.id,
+            heartbeat_at=then,
+            heartbeat_s=5.0,
+        )
+    )
+    catalog.mark_broken(site, "local-killed", "the watchdog unpaused ...")
+    point_id = backup(BackupRequest(site_file=str(small_site.path)))
+    assert not dead.staging.exists() and small_site.staged() == []
     point = catalog.get_point(site, point_id)
-    [lease] = catalog.list_leases(site)
+    [lease] = [x for x in catalog.list_leases(site) if x.run_id != "local-killed"]
     assert lease.state == "released" and lease.broken_reason is None
     assert lease.run_id == point.flow_run_id and lease.point_id == point_id
     assert sorted(lease.nodes) == expected_nodes(small_site)
@@ -163,12 +187,10 @@ def test_backup_killed_in_its_window_is_unpaused_by_the_watchdog_after_the_deadl
     assert "heartbeat stopped" in (stored.broken_reason or "")
     assert "the watchdog unpaused" in (stored.broken_reason or "")
 
-    # No restore point; the killed run's staging directory is left for the sweep.
+    # No restore point; the killed run's staging directory stays until the next backup.
     assert small_site.points() == []
     staged = small_site.staged()
     assert [p.name for p in staged] == [lease.point_id]
-    assert catalog.sweep_orphans(site, older_than=timedelta(0)) == staged
-    assert small_site.staged() == []
 
     # Announced as an event, with the site as its resource and the lease among the related.
     events = wait_for(lambda: _orphaned_events(started), timeout_s=30)
@@ -182,6 +204,15 @@ def test_backup_killed_in_its_window_is_unpaused_by_the_watchdog_after_the_deadl
     # Closed leases are history: the next watchdog run (here through the CLI) has nothing to do.
     assert run(["watchdog", "--site", str(small_site.path)]) == 0
     assert f"site {site}: 0 orphaned lease(s) closed" in capsys.readouterr().out
+
+    # The next backup sweeps that staging at its start (test_backup_sweeps_the_staging_...):
+    # the decision it makes, with the API still saying the killed run is RUNNING.
+    live = live_staging(catalog, site, flow_run_alive)
+    last_write = max(f.stat().st_mtime for f in [staged[0], *staged[0].rglob("*")])
+    _sleep_until(datetime.fromtimestamp(last_write, UTC) + STAGING_IDLE + timedelta(seconds=1))
+    assert live == set()
+    assert catalog.sweep_abandoned_staging(site, live) == staged
+    assert small_site.staged() == []
 
 
 def _sleep_until(at: datetime) -> None:

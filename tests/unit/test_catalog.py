@@ -416,13 +416,15 @@ def test_manifest_corrupt_json_raises_catalog_error_naming_the_file(catalog):
     point = make_point(catalog)
     path = manifest_path(catalog, point.id)
     path.write_text('{"format": 1, "id": ')
-    for read in (lambda: catalog.get_point(SITE, point.id), lambda: catalog.list_points(SITE)):
-        with pytest.raises(CatalogError) as info:
-            read()
-        msg = str(info.value)
-        assert f"manifest {path} is not valid JSON" in msg
-        assert "copy of the catalog" in msg
-        assert not isinstance(info.value, RestorePointNotFoundError)
+    with pytest.raises(CatalogError) as info:
+        catalog.get_point(SITE, point.id)
+    msg = str(info.value)
+    assert f"manifest {path} is not valid JSON" in msg
+    assert "copy of the catalog" in msg
+    assert not isinstance(info.value, RestorePointNotFoundError)
+    # A listing skips it and names it (tests/unit/test_catalog_damage.py)
+    [bad] = catalog.scan_points(SITE).unreadable
+    assert bad.problem == msg
 
 
 @pytest.mark.parametrize(
@@ -661,11 +663,14 @@ def test_lease_corrupt_file_raises_lease_error_naming_file_and_risk(catalog):
     catalog.write_lease(lease())
     path = catalog.driver.root / SITE / "leases" / "run-1.json"
     path.write_text("not json")
-    for read in (lambda: catalog.get_lease(SITE, "run-1"), lambda: catalog.list_leases(SITE)):
-        with pytest.raises(LeaseError) as info:
-            read()
-        assert str(path) in str(info.value)
-        assert "may still be paused" in str(info.value)
+    with pytest.raises(LeaseError) as info:
+        catalog.get_lease(SITE, "run-1")
+    assert str(path) in str(info.value)
+    assert "may still be paused" in str(info.value)
+    # A listing skips it and names it, so the other leases are still handled.
+    assert catalog.list_leases(SITE) == []
+    [bad] = catalog.scan_leases(SITE).damaged
+    assert (bad.id, bad.location, bad.problem) == ("run-1", str(path), str(info.value))
 
 
 def test_lease_unknown_format_raises_lease_error(catalog):

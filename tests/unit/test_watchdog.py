@@ -6,15 +6,21 @@ lease names, unpauses only those that report paused, and leaves a node another l
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from pausepoint.catalog import Catalog, Lease, LocalDriver
+from pausepoint import watchdog
+from pausepoint.admin.site_client import admin_client
+from pausepoint.catalog import Catalog, Lease, LocalDriver, open_catalog
+from pausepoint.catalog.lease import dump_lease
 from pausepoint.errors import UnpauseError, WatchdogError
 from pausepoint.site import parse_site
 from pausepoint.watchdog import run_watchdog
+from tests.support.gate_server import start_gate_cluster
 from tests.unit.test_window import T1, T2, T3, FakeAdmin
 
 T0 = datetime(2026, 11, 28, 0, 31, 19, tzinfo=UTC)
@@ -244,3 +250,187 @@ def test_watchdog_ignores_released_and_broken_leases(catalog):
     report = run_watchdog(catalog, SITE, admin, dead, now=AFTER)
     assert report.broken == [] and report.waiting == {} and report.failures == []
     assert admin.calls == []
+
+
+# --- damaged lease files (issue 10, defect 3) ---------------------------------------------------
+# Real lease files in a local catalog, real test admin nodes over gRPC.
+
+
+@pytest.fixture
+def gates(tmp_path: Path):
+    """Two Ledger nodes and one Auditor node on loopback, the site that names them, its
+    admin client and catalog."""
+    with start_gate_cluster(3) as cluster:
+        ledger, auditor = cluster.servers[:2], cluster.servers[2:]
+        site = parse_site(
+            {
+                "site": "demo",
+                "catalog": {"path": str(tmp_path / "catalog")},
+                "pause": {"unpause_backoff_ms": 1, "call_timeout_ms": 2000},
+                "ledger": {
+                    "targets": {"static": [str(s.target) for s in ledger]},
+                    "stores": [{"kind": "postgres", "name": "a", "user": "u", "database": "d"}],
+                },
+                "auditor": {
+                    "targets": {"static": [str(s.target) for s in auditor]},
+                    "stores": [{"kind": "postgres", "name": "b", "user": "u", "database": "d"}],
+                },
+            }
+        )
+        client = admin_client(site)
+        try:
+            yield site, cluster.servers, client, open_catalog(site.catalog)
+        finally:
+            client.close()
+
+
+def node_name(component: str, server) -> str:
+    return f"{component}/{server.target}"
+
+
+def damage(catalog: Catalog, run_id: str, data: bytes, written: datetime) -> Path:
+    """A lease file with ``data``, last written at ``written`` (a killed run's file is old)."""
+    path = catalog.driver.root / "demo" / "leases" / f"{run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, (written.timestamp(), written.timestamp()))
+    return path
+
+
+def valid_lease_json(run_id: str, nodes: list[str]) -> dict:
+    return json.loads(dump_lease(lease(run_id, nodes=nodes)))
+
+
+DAMAGES = {
+    "bad json": lambda good: b'{"format": 1, "site": "demo", "run_id": ',
+    "truncated": lambda good: json.dumps(good).encode()[:40],
+    "empty": lambda good: b"",
+    "wrong schema": lambda good: json.dumps({**good, "nodes": "all of them"}).encode(),
+    "newer format": lambda good: json.dumps({**good, "format": 2}).encode(),
+    "another run's": lambda good: json.dumps({**good, "run_id": "someone-else"}).encode(),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGES))
+def test_watchdog_damaged_lease_is_quarantined_and_the_others_are_still_handled(
+    gates, kind, caplog
+):
+    site, (l1, l2, a1), client, catalog = gates
+    for server in (l1, l2, a1):
+        server.gate.pause(wait_outstanding=False)
+    # A dead run's good, expired lease names l1; the killed run whose lease is damaged had
+    # paused l2 and a1, which nobody can read from its file any more.
+    catalog.write_lease(lease("dead-run", nodes=(node_name("ledger", l1),)))
+    good = valid_lease_json("killed-run", [node_name("ledger", l2), node_name("auditor", a1)])
+    path = damage(catalog, "killed-run", DAMAGES[kind](good), written=T0)
+
+    report = run_watchdog(catalog, site, client, dead, now=AFTER)
+
+    assert report.failures == []
+    [broken] = report.broken  # the good lease is handled as before
+    assert broken.lease.run_id == "dead-run" and broken.unpaused == [node_name("ledger", l1)]
+    assert catalog.get_lease("demo", "dead-run").state == "broken"
+    # Every node of the site was asked; those still paused were unpaused, and it says so.
+    assert [s.target for s in (l1, l2, a1) if s.gate.check_paused()] == []
+    check = report.site_check
+    assert check is not None
+    assert sorted(check.unpaused) == sorted([node_name("ledger", l2), node_name("auditor", a1)])
+    assert check.not_paused == [node_name("ledger", l1)]  # the good lease's run already did it
+    assert f"lease file(s) {path} cannot be read" in check.reason
+    assert "the watchdog unpaused" in check.reason
+    # The damaged file is moved aside for people, never read as a lease again.
+    [q] = report.quarantined
+    assert not path.exists()
+    moved = Path(q.moved_to)
+    assert moved.parent == path.parent / "quarantine"
+    assert moved.name.startswith("killed-run.json.2026")
+    assert moved.read_bytes() == DAMAGES[kind](good)
+    assert q.location == str(path) and str(path) in q.problem
+    assert [x.run_id for x in catalog.list_leases("demo")] == ["dead-run"]
+    assert catalog.scan_leases("demo").damaged == []
+    data = report.to_dict()
+    assert data["quarantined"][0]["moved_to"] == q.moved_to
+    assert sorted(data["site_check"]["unpaused"]) == sorted(check.unpaused)
+    assert "1 damaged lease file(s) quarantined" in report.summary()
+    assert any(str(path) in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    # The next run has nothing left to do: the quarantine is not a lease.
+    again = run_watchdog(catalog, site, client, dead, now=AFTER)
+    assert again.site_check is None and again.quarantined == [] and again.failures == []
+
+
+def test_watchdog_damaged_lease_leaves_nodes_of_another_runs_live_lease(gates):
+    site, (l1, l2, a1), client, catalog = gates
+    for server in (l1, l2, a1):
+        server.gate.pause(wait_outstanding=False)
+    later = AFTER + timedelta(minutes=5)
+    # A live run (deadline ahead) paused l1 and a1: its pause, not ours to undo.
+    catalog.write_lease(
+        lease(
+            "live-run",
+            nodes=(node_name("ledger", l1), node_name("auditor", a1)),
+            created_at=later,
+            deadline=later + timedelta(minutes=2),
+        )
+    )
+    damage(catalog, "killed-run", b"\x00\x00\x00", written=T0)
+
+    report = run_watchdog(catalog, site, client, alive, now=later + timedelta(seconds=1))
+
+    assert report.failures == [] and report.broken == []
+    assert report.site_check is not None
+    assert report.site_check.unpaused == [node_name("ledger", l2)]
+    assert sorted(report.site_check.left_alone) == sorted(
+        [node_name("ledger", l1), node_name("auditor", a1)]
+    )
+    assert "left alone (named in another run's live lease)" in report.site_check.reason
+    assert l1.gate.check_paused() and a1.gate.check_paused() and not l2.gate.check_paused()
+    assert l1.calls.get("CheckPaused", 0) == 0 and a1.calls.get("CheckPaused", 0) == 0
+    assert len(report.quarantined) == 1
+    assert catalog.get_lease("demo", "live-run").state == "active"
+
+
+def test_watchdog_fresh_damaged_lease_or_temp_file_touches_no_node(gates):
+    site, servers, client, catalog = gates
+    for server in servers:
+        server.gate.pause(wait_outstanding=False)
+    # Written just now: a live run may still replace it with its next heartbeat.
+    path = damage(catalog, "maybe-live", b"{", written=AFTER - timedelta(seconds=1))
+    # The temp file of an atomic write in progress is never a lease, damaged or not.
+    temp = path.parent / ".other-run.json.x1y2.tmp"
+    temp.write_bytes(b'{"format": 1, "si')
+    os.utime(temp, (T0.timestamp(), T0.timestamp()))
+
+    report = run_watchdog(catalog, site, client, dead, now=AFTER)
+
+    assert report.site_check is None and report.quarantined == [] and report.failures == []
+    assert "a live run may still rewrite it" in report.waiting["maybe-live"]
+    assert path.exists() and temp.exists()
+    assert all(s.gate.check_paused() for s in servers)
+    assert all(s.calls.get("CheckPaused", 0) == 0 for s in servers)
+    # Once it has stayed damaged past the grace, it is handled.
+    report = run_watchdog(catalog, site, client, dead, now=AFTER + watchdog.UNREADABLE_GRACE)
+    assert len(report.quarantined) == 1 and not path.exists() and temp.exists()
+    assert not any(s.gate.check_paused() for s in servers)
+
+
+def test_watchdog_damaged_lease_node_down_keeps_the_file_for_the_next_run(gates):
+    site, (_, l2, a1), client, catalog = gates
+    l2.gate.pause(wait_outstanding=False)
+    a1.gate.pause(wait_outstanding=False)
+    a1.stop()
+    path = damage(catalog, "killed-run", b"not json", written=T0)
+
+    report = run_watchdog(catalog, site, client, dead, now=AFTER)
+
+    [failure] = report.failures
+    assert isinstance(failure, UnpauseError)
+    assert str(path) in str(failure) and node_name("auditor", a1) in str(failure)
+    assert "stay for the next watchdog run" in str(failure)
+    assert report.quarantined == [] and path.exists()
+    assert not l2.gate.check_paused()  # what could be done was done
+    a1.start()
+    report = run_watchdog(catalog, site, client, dead, now=AFTER)
+    assert report.failures == [] and len(report.quarantined) == 1 and not path.exists()
+    assert report.site_check is not None
+    assert report.site_check.unpaused == [node_name("auditor", a1)]
+    assert not a1.gate.check_paused()
