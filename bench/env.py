@@ -1,6 +1,6 @@
 """The bench's world: private servers, databases, bulk data, store configs.
 
-Servers are the test servers of ``tests/support/servers.py`` (loopback, durability off), so
+Servers are the test servers of ``harness/servers.py`` (loopback, durability off), so
 figures compare pausepoint with the raw tools on the same servers, never with a system instance.
 Bulk data is generated server-side: ``generate_series`` in PostgreSQL, the Sequence engine's
 ``seq_A_to_B`` tables in MariaDB. Every bulk row carries 1024 characters of hash text (eight
@@ -18,8 +18,8 @@ from pathlib import Path
 import psycopg
 import pymysql
 
-from tests.support import servers
-from tests.support.bank_app import ACCOUNTS, INITIAL_BALANCE, Db, create_schema
+from harness import servers
+from harness.bank_app import ACCOUNTS, INITIAL_BALANCE, Db, create_schema
 
 KINDS = ("postgres", "mysql")
 PG_ENV = "PP_BENCH_PG_PASSWORD"

@@ -1,6 +1,6 @@
 """The load of one bench stage, in its own process: admin nodes and the bank application.
 
-Runs three test admin nodes (2 ledger + 1 auditor, ``tests/support/gate_server.py``) and a
+Runs three test admin nodes (2 ledger + 1 auditor, ``harness/gate_server.py``) and a
 ``BankApp`` whose writers pass their gates and write into the ledger's and the auditor's
 database. It lives in a separate process, as ScalarDL nodes and their clients do, so the
 measured backup flow does not share a GIL with the load.
@@ -25,7 +25,7 @@ def _db(kind: str, host: str, port: int, user: str, password: str, name: str):
     import psycopg
     import pymysql
 
-    from tests.support.bank_app import Db
+    from harness.bank_app import Db
 
     if kind == "postgres":
 
@@ -43,8 +43,8 @@ def _db(kind: str, host: str, port: int, user: str, password: str, name: str):
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    from tests.support.bank_app import BankApp
-    from tests.support.gate_server import start_gate_cluster
+    from harness.bank_app import BankApp
+    from harness.gate_server import start_gate_cluster
 
     p = argparse.ArgumentParser()
     p.add_argument("--kind", required=True)

@@ -3,7 +3,7 @@
     python -m bench.open_capture_profile --reps 20
     python -m bench.open_capture_profile --reps 20 --general-log   # + the dump's own timeline
 
-Starts a private MariaDB (tests/support/servers.py), two databases like the bench's site (bank
+Starts a private MariaDB (harness/servers.py), two databases like the bench's site (bank
 tables; the ledger with a small bulk table), two stores on that server as in the bench, and
 times, per repetition: one store's ``open_capture`` alone, then both stores' in parallel threads
 (as the flow does inside the window). Each store's work inside open_capture is split into parts
@@ -166,7 +166,7 @@ def summarize(label: str, rows: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
-    from tests.support import servers
+    from harness import servers
 
     p = argparse.ArgumentParser(prog="python -m bench.open_capture_profile")
     p.add_argument("--reps", type=int, default=20)

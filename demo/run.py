@@ -30,10 +30,10 @@ def say(text: str) -> None:
 
 
 def main() -> int:
-    from tests.support import servers
-    from tests.support.bank_app import BankApp, Db, check_consistent, create_schema
-    from tests.support.gate_server import start_gate_cluster
-    from tests.support.sites import SiteDbs
+    from harness import servers
+    from harness.bank_app import BankApp, Db, check_consistent, create_schema
+    from harness.gate_server import start_gate_cluster
+    from harness.sites import SiteDbs
 
     if BASE.exists():
         shutil.rmtree(BASE)

@@ -1,1 +1,2 @@
-"""Test and demo harnesses that run real third-party servers locally (not part of pausepoint)."""
+"""Real servers and test parts shared by tests/, demo/ and bench/ (not part of pausepoint):
+private PostgreSQL/MariaDB, the test admin node, the bank load, a Prefect server, the Ledger."""

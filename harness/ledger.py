@@ -128,7 +128,7 @@ class DbEndpoint:
 
     @classmethod
     def of(cls, server, kind: str) -> DbEndpoint:
-        """From a tests.support.servers PostgresServer / MysqlServer."""
+        """From a harness.servers PostgresServer / MysqlServer."""
         return cls(kind, server.host, server.port, server.user, server.password)
 
 

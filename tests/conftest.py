@@ -14,7 +14,8 @@ import pytest
 # when pytest runs without the Makefile's environment.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from tests.support import hygiene, servers
+from harness import servers
+from tests.support import hygiene
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -26,7 +27,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     baseline = session.config.stash.get(_BASELINE, None)
     if baseline is None or os.environ.get("PAUSEPOINT_KEEP_SERVERS"):
         return
-    from tests.support import gate_server
+    from harness import gate_server
 
     nodes = [
         f"{n.host}:{n.port}{' (PAUSED)' if n.gate.check_paused() else ''}"

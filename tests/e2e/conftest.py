@@ -25,8 +25,8 @@ from harness.prefect_server import (
     chromium_executable,
     start_server,
 )
-from tests.support.servers import PASSWORD
-from tests.support.sites import MY_ENV, PG_ENV, SiteDbs
+from harness.servers import PASSWORD
+from harness.sites import MY_ENV, PG_ENV, SiteDbs
 from tests.support.small_site import SmallSite, start_small_site
 
 POOL = "pausepoint"  # the work pool of prefect.yaml's deployments

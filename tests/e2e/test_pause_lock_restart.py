@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from harness.prefect_server import REPO, PrefectServer, PrefectWorker, start_server
+from harness.servers import PASSWORD
+from harness.sites import MY_ENV, PG_ENV
 from pausepoint.pause_lock import lock_name
 from pausepoint.site import load_site
-from tests.support.servers import PASSWORD
-from tests.support.sites import MY_ENV, PG_ENV
 from tests.support.small_site import SmallSite
 
 pytestmark = [pytest.mark.e2e]

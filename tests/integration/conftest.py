@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.sites import SiteDbs
+from harness.sites import SiteDbs
 from tests.support.small_site import SmallSite, start_small_site
 
 _n = itertools.count()  # one set of databases per test: names must not collide

@@ -12,10 +12,10 @@ import pytest
 
 from flows.prune import prune
 from flows.watchdog import watchdog
+from harness.gate_server import start_gate_cluster
 from pausepoint.catalog import Catalog, LocalDriver
 from pausepoint.catalog.lease import dump_lease
 from pausepoint.requests import PruneRequest, WatchdogRequest
-from tests.support.gate_server import start_gate_cluster
 from tests.support.prefect_api import read_events, wait_for
 from tests.unit.test_catalog import SITE, lease, make_point, manifest_path
 from tests.unit.test_catalog_damage import site_file

@@ -10,10 +10,10 @@ import sys
 import pytest
 import yaml
 
+from harness.bank_app import create_schema, read_state
+from harness.gate_server import start_gate_cluster
+from harness.sites import SiteDbs
 from pausepoint.cli import run
-from tests.support.bank_app import create_schema, read_state
-from tests.support.gate_server import start_gate_cluster
-from tests.support.sites import SiteDbs
 
 pytestmark = [pytest.mark.integration]
 

@@ -29,15 +29,16 @@ from pathlib import Path
 import pytest
 
 from flows.backup import backup
+from harness import servers
+from harness.bank_app import create_schema
+from harness.gate_server import start_gate_cluster
+from harness.sites import SiteDb, SiteDbs
 from pausepoint.backup import BackupRun
 from pausepoint.catalog import open_catalog
 from pausepoint.errors import CaptureError, CatalogError, RestorePointNotFoundError
 from pausepoint.requests import BackupRequest
 from pausepoint.site import load_site
-from tests.support import hygiene, servers
-from tests.support.bank_app import create_schema
-from tests.support.gate_server import start_gate_cluster
-from tests.support.sites import SiteDb, SiteDbs
+from tests.support import hygiene
 from tests.support.small_site import SmallSite, pause_calls
 
 pytestmark = [pytest.mark.integration]

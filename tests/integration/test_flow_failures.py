@@ -14,6 +14,7 @@ import yaml
 
 from flows.backup import backup
 from flows.restore import restore
+from harness.sites import MY_ENV
 from pausepoint.admin.client import Reason
 from pausepoint.catalog import open_catalog
 from pausepoint.errors import (
@@ -30,7 +31,6 @@ from pausepoint.errors import (
 )
 from pausepoint.requests import BackupRequest, RestoreRequest
 from pausepoint.site import load_site
-from tests.support.sites import MY_ENV
 from tests.support.small_site import pause_calls
 
 pytestmark = [pytest.mark.integration]

@@ -12,12 +12,12 @@ import yaml
 from flows.backup import backup
 from flows.drill import drill
 from flows.restore import restore
+from harness.bank_app import _exec, read_state
 from pausepoint.catalog import open_catalog
 from pausepoint.errors import RestoreError, RestoreTargetError, ScratchTargetError
 from pausepoint.requests import BackupRequest, DrillRequest, RestoreRequest
 from pausepoint.site import load_site
 from tests.integration.test_prune_drill import add_transfer, exists
-from tests.support.bank_app import _exec, read_state
 
 pytestmark = [pytest.mark.integration]
 

@@ -15,6 +15,7 @@ import yaml
 from flows.backup import backup
 from flows.drill import drill
 from flows.prune import prune
+from harness.bank_app import _exec, read_state
 from pausepoint.catalog import Lease, layout, open_catalog
 from pausepoint.catalog.manifest import dump_manifest
 from pausepoint.cli import run
@@ -22,7 +23,6 @@ from pausepoint.drill import ScratchTargetError
 from pausepoint.errors import CorruptArtifactError
 from pausepoint.requests import BackupRequest, DrillRequest, PruneRequest
 from pausepoint.site import load_site
-from tests.support.bank_app import _exec, read_state
 from tests.support.small_site import pause_calls
 
 pytestmark = [pytest.mark.integration]

@@ -14,13 +14,13 @@ import yaml
 
 from flows.backup import backup
 from flows.restore import restore
+from harness.bank_app import BankApp, check_consistent, create_schema
+from harness.gate_server import start_gate_cluster
+from harness.sites import SiteDbs
 from pausepoint.catalog import open_catalog
 from pausepoint.requests import BackupRequest, RestoreRequest
 from pausepoint.site import load_site
-from tests.support.bank_app import BankApp, check_consistent, create_schema
-from tests.support.gate_server import start_gate_cluster
 from tests.support.prefect_api import latest_artifact
-from tests.support.sites import SiteDbs
 
 pytestmark = [pytest.mark.integration]
 

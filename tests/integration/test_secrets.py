@@ -18,12 +18,12 @@ from prefect.client.schemas.filters import LogFilter
 
 from flows.backup import backup
 from flows.restore import restore
+from harness.servers import PASSWORD
+from harness.sites import MY_ENV, PG_ENV
 from pausepoint.errors import SecretError
 from pausepoint.requests import BackupRequest, RestoreRequest
 from pausepoint.site import load_site
 from tests.support.prefect_api import read_events
-from tests.support.servers import PASSWORD
-from tests.support.sites import MY_ENV, PG_ENV
 
 pytestmark = [pytest.mark.integration]
 

@@ -10,6 +10,7 @@ import uuid
 import pymysql
 import pytest
 
+from harness.servers import MysqlServer
 from pausepoint.errors import (
     CaptureError,
     CorruptArtifactError,
@@ -21,7 +22,6 @@ from pausepoint.secrets import SecretRef, SecretResolver
 from pausepoint.stores import mysql
 from pausepoint.stores.mysql import MysqlStore, is_post_snapshot
 from pausepoint.stores.mysql_config import MysqlConfig
-from tests.support.servers import MysqlServer
 from tests.support.workload import TransferWriter
 
 pytestmark = pytest.mark.integration

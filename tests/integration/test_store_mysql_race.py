@@ -15,9 +15,9 @@ import time
 import pytest
 from pydantic import TypeAdapter
 
+from harness.servers import PASSWORD
 from pausepoint.secrets import SecretResolver
 from pausepoint.stores import StoreConfig, open_store
-from tests.support.servers import PASSWORD
 
 pytestmark = [pytest.mark.integration]
 _n = itertools.count()

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.servers import MysqlServer
 from pausepoint.errors import CaptureError
 from pausepoint.secrets import SecretRef, SecretResolver
 from pausepoint.stores import mysql
 from pausepoint.stores.mysql import MysqlStore
 from pausepoint.stores.mysql_config import MysqlConfig
-from tests.support.servers import MysqlServer
 
 pytestmark = pytest.mark.integration
 

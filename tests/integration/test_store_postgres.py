@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from harness.servers import PostgresServer
 from pausepoint.errors import (
     CaptureError,
     CorruptArtifactError,
@@ -20,7 +21,6 @@ from pausepoint.errors import (
 from pausepoint.secrets import SecretRef, SecretResolver
 from pausepoint.stores.postgres import PostgresStore
 from pausepoint.stores.postgres_config import PostgresConfig
-from tests.support.servers import PostgresServer
 from tests.support.workload import TransferWriter
 
 pytestmark = pytest.mark.integration

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import yaml
 
+from harness.bank_app import create_schema
+from harness.gate_server import GateCluster, GateServer, start_gate_cluster
+from harness.sites import SiteDbs
 from pausepoint.catalog import open_catalog
 from pausepoint.site import load_site
-from tests.support.bank_app import create_schema
-from tests.support.gate_server import GateCluster, GateServer, start_gate_cluster
-from tests.support.sites import SiteDbs
 
 
 @dataclass

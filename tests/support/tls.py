@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.support.gate_server import ServerTls
+from harness.gate_server import ServerTls
 
 
 @dataclass(frozen=True)

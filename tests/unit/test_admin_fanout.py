@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from harness.gate_server import start_gate_cluster
 from pausepoint.admin.client import AdminCallError, Reason
 from pausepoint.admin.fanout import Result, call_all
 from pausepoint.admin.grpc_client import GrpcAdminClient
-from tests.support.gate_server import start_gate_cluster
 
 pytestmark = pytest.mark.timeout(30)
 

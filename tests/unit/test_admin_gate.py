@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from harness.gate_server import Gate, GateServer, PauseCall, PauseOutcome, start_gate_cluster
 from pausepoint.admin.grpc_client import GrpcAdminClient
 from tests.support.background import Background, wait_until
-from tests.support.gate_server import Gate, GateServer, PauseCall, PauseOutcome, start_gate_cluster
 
 pytestmark = pytest.mark.timeout(30)
 

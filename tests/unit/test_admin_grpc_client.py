@@ -12,12 +12,12 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from harness.gate_server import GateServer
 from pausepoint.admin.client import AdminCallError, Reason
 from pausepoint.admin.grpc_client import GrpcAdminClient, to_admin_error
 from pausepoint.errors import ConfigError
 from pausepoint.site import Target, TlsSettings
 from tests.support.background import Background, wait_until
-from tests.support.gate_server import GateServer
 
 pytestmark = pytest.mark.timeout(30)
 

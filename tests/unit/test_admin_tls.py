@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.gate_server import GateServer
 from pausepoint.admin.client import AdminCallError, Reason
 from pausepoint.admin.grpc_client import GrpcAdminClient
 from pausepoint.errors import ConfigError
 from pausepoint.site import Target, TlsSettings
-from tests.support.gate_server import GateServer
 from tests.support.tls import Pki, make_pki
 
 pytestmark = pytest.mark.timeout(30)

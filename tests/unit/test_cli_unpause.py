@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from harness.gate_server import start_gate_cluster
 from pausepoint.cli import main
-from tests.support.gate_server import start_gate_cluster
 
 
 def write_site(path, targets) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.gate_server import GateCluster, PauseOutcome, start_gate_cluster
 from pausepoint.admin.client import Reason
 from pausepoint.admin.grpc_client import GrpcAdminClient
 from pausepoint.backup import BackupRun, StoreSlot
@@ -22,7 +23,6 @@ from pausepoint.catalog import Catalog, LocalDriver
 from pausepoint.errors import PauseError
 from pausepoint.site import PauseSettings, parse_site
 from pausepoint.window import PauseSession
-from tests.support.gate_server import GateCluster, PauseOutcome, start_gate_cluster
 from tests.unit.test_backup_window import FakeStore, run_window
 from tests.unit.test_window import FakeAdmin
 

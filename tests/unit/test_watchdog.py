@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.gate_server import start_gate_cluster
 from pausepoint import watchdog
 from pausepoint.admin.site_client import admin_client
 from pausepoint.catalog import Catalog, Lease, LocalDriver, open_catalog
@@ -20,7 +21,6 @@ from pausepoint.catalog.lease import dump_lease
 from pausepoint.errors import UnpauseError, WatchdogError
 from pausepoint.site import parse_site
 from pausepoint.watchdog import run_watchdog
-from tests.support.gate_server import start_gate_cluster
 from tests.unit.test_window import T1, T2, T3, FakeAdmin
 
 T0 = datetime(2026, 11, 28, 0, 31, 19, tzinfo=UTC)

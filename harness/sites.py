@@ -9,8 +9,8 @@ import psycopg
 import pymysql
 import yaml
 
-from tests.support.bank_app import Db
-from tests.support.servers import PASSWORD, MysqlServer, PostgresServer
+from harness.bank_app import Db
+from harness.servers import PASSWORD, MysqlServer, PostgresServer
 
 PG_ENV = "PP_TEST_PG_PASSWORD"
 MY_ENV = "PP_TEST_MY_PASSWORD"
