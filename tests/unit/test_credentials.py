@@ -467,3 +467,36 @@ def test_an_azure_block_is_a_service_principal_or_the_default_credential():
         azure_credential(AzureCredentials.model_validate({"block": "half"}), resolver)
     assert "'half'" in str(e.value) and SECRET not in everything_said(e.value)
     assert set(seen) == {AZURE_BLOCK_TYPE}
+
+
+# --- the operator's examples -------------------------------------------------------------
+
+
+def _documented_examples() -> list[tuple[str, dict]]:
+    """Every `credentials:` form of docs/operations.md's "Cloud credentials" section."""
+    from pathlib import Path
+
+    import yaml
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    section = doc.split("### Cloud credentials", 1)[1].split("\n## ", 1)[0]
+    found = []
+    for block in section.split("```yaml\n")[1:]:
+        text = block.split("```", 1)[0]
+        kind = "aws" if "access_key_id" in text else "azure"
+        for chunk in text.split("\ncredentials:"):
+            found.append(
+                (kind, yaml.safe_load("credentials:" + chunk.removeprefix("credentials:")))
+            )
+    return found
+
+
+def test_every_documented_form_is_valid():
+    examples = _documented_examples()
+    sources = {(kind, ex["credentials"].get("source", "block")) for kind, ex in examples}
+    assert sources == {
+        *(("aws", s) for s in ("default", "profile", "keys", "assume_role", "block")),
+        *(("azure", s) for s in ("default", "service_principal", "managed_identity", "block")),
+    }
+    for kind, example in examples:
+        StoreConfig.model_validate({kind: example["credentials"]})
