@@ -285,6 +285,7 @@ def _assume_role_session(creds: AwsCredentials, resolve: SecretResolver) -> boto
         CredentialResolver,
         DeferredRefreshableCredentials,
     )
+    from botocore.exceptions import ClientError, NoCredentialsError
 
     base = aws_session(creds.base or AwsCredentials(source="default"), resolve)
     region = creds.region or base.region_name
@@ -295,8 +296,26 @@ def _assume_role_session(creds: AwsCredentials, resolve: SecretResolver) -> boto
     if creds.duration_s is not None:
         args["DurationSeconds"] = creds.duration_s
 
+    what = creds.describe()
+    base_what = (creds.base or AwsCredentials(source="default")).describe()
+
     def assume() -> dict[str, str]:
-        answer = base.client("sts", region_name=region).assume_role(**args)["Credentials"]
+        # Runs inside the first (or a renewing) SDK call of the kind: its error names the role.
+        try:
+            answer = base.client("sts", region_name=region).assume_role(**args)["Credentials"]
+        except NoCredentialsError:
+            raise CredentialsError(
+                f"{what}: the base credentials ({base_what}) found nothing to assume the role "
+                "with; give the worker credentials (an instance role, AWS_* variables, a "
+                "profile) or set 'base' in the site file"
+            ) from None
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "an error")
+            raise CredentialsError(
+                f"{what}: STS refused AssumeRole ({code}) for {base_what}; check that the role's "
+                "trust policy lets those credentials assume it (and asks for this external id, "
+                "if any) and that they may call sts:AssumeRole"
+            ) from None
         return {
             "access_key": answer["AccessKeyId"],
             "secret_key": answer["SecretAccessKey"],

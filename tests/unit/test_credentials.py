@@ -500,3 +500,38 @@ def test_every_documented_form_is_valid():
     }
     for kind, example in examples:
         StoreConfig.model_validate({kind: example["credentials"]})
+
+
+def test_an_assumed_role_whose_base_finds_nothing_says_so_on_first_use():
+    creds = AwsCredentials(source="assume_role", role_arn=ROLE, region="us-east-1")
+    session = aws_session(creds, SecretResolver(environ={}))  # nothing asked yet
+    with pytest.raises(CredentialsError) as e:
+        session.get_credentials().get_frozen_credentials()
+    msg = str(e.value)
+    assert msg.startswith(f"AWS credentials assume_role {ROLE}: the base credentials")
+    assert "AWS credentials default" in msg and "set 'base'" in msg
+
+
+def test_an_assumed_role_sts_refuses_is_named_with_the_fix():
+    from moto import mock_aws
+    from moto.core import set_initial_no_auth_action_count
+
+    creds = AwsCredentials.model_validate(
+        {"source": "assume_role", "role_arn": ROLE, "region": "us-east-1",
+         "base": {"source": "keys", "access_key_id": {"env": "K"},
+                  "secret_access_key": {"env": "S"}}}
+    )  # fmt: skip
+
+    # moto checks every request's signature against its IAM: the base key is unknown there,
+    # so STS answers InvalidClientTokenId as AWS does.
+    @set_initial_no_auth_action_count(0)
+    @mock_aws
+    def first_use() -> None:
+        session = aws_session(creds, SecretResolver(environ={"K": KEY_ID, "S": SECRET}))
+        session.get_credentials().get_frozen_credentials()
+
+    with pytest.raises(CredentialsError) as e:
+        first_use()
+    msg = str(e.value)
+    assert msg.startswith(f"AWS credentials assume_role {ROLE}: STS refused AssumeRole (Invalid")
+    assert "trust policy" in msg and SECRET not in everything_said(e.value)
