@@ -245,10 +245,11 @@ def aws_session(creds: AwsCredentials, resolve: SecretResolver) -> boto3.Session
         if creds.source == "block":
             return _aws_block_session(creds, resolve)
         return _assume_role_session(creds, resolve)
-    except ProfileNotFound:
+    except ProfileNotFound as exc:  # also a profile a block names
         raise CredentialsError(
-            f"{what}: no such profile in the AWS config files of the environment that runs "
-            "pausepoint (~/.aws/config, or AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE); "
+            f"{what}: no such profile {exc.kwargs.get('profile')!r} in the AWS config files of "
+            "the environment that runs pausepoint (~/.aws/config, or AWS_CONFIG_FILE and "
+            "AWS_SHARED_CREDENTIALS_FILE); "
             "add it there (`aws configure --profile NAME`) or fix the name in the site file"
         ) from None
     except BotoCoreError as exc:  # a malformed config file, an unknown region setting

@@ -294,7 +294,7 @@ def test_an_unknown_profile_is_named_with_the_fix():
     with pytest.raises(CredentialsError) as e:
         aws_session(AwsCredentials(source="profile", profile="nope"), SecretResolver(environ={}))
     msg = str(e.value)
-    assert msg.startswith("AWS credentials profile 'nope': no such profile")
+    assert msg.startswith("AWS credentials profile 'nope': no such profile 'nope'")
     assert "AWS_CONFIG_FILE" in msg and isinstance(e.value, ConfigError)
 
 
