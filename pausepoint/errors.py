@@ -169,6 +169,12 @@ class CatalogError(PausepointError):
     exit_code = 8
 
 
+class CatalogConflictError(CatalogError):
+    """A conditional catalog write lost a race: the record was created, changed or removed by
+    someone else since it was read (two runs registering one point, a run and the watchdog
+    ending one lease at once). The caller re-reads and decides again; it never overwrites."""
+
+
 class RestorePointNotFoundError(CatalogError):
     """No registered restore point has that id."""
 
