@@ -48,9 +48,7 @@ def adapter(kind: str, request: pytest.FixtureRequest) -> StoreAdapter:
 
 
 @pytest.fixture
-def private_tmp(
-    adapter: StoreAdapter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Path:
+def private_tmp(adapter: StoreAdapter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The temp directory of this test alone (for this process and the tools it starts), so
     that "nothing left in the temp dir" never sees another session's files."""
     assert adapter.server  # started first: the session's server keeps the usual temp dir
