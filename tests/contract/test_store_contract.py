@@ -84,6 +84,7 @@ def test_capture_without_a_pause_restores_its_own_snapshot(adapter, tmp_path):
         handle = protocol.open_(store, tmp_path / "cap")  # prepares itself; writer goes on
         writer.wait_for(writer.committed + 50)
         result = protocol.finish(store, handle)
+    adapter.assert_capture_shape(result, {})
     assert result.fingerprint_method == store.fingerprint_method
 
     target_place = adapter.elsewhere(place, "nopause")
