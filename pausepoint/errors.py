@@ -41,6 +41,12 @@ class SecretError(ConfigError):
     """A secret reference could not be resolved."""
 
 
+class CredentialsError(SecretError):
+    """Cloud credentials a store or catalog needs (``pausepoint.credentials``) cannot be made:
+    an AWS profile that the config files do not have, or a Prefect credentials block whose
+    fields are incomplete. The message names the credentials (never a secret) and the fix."""
+
+
 class InlineSecretError(ConfigError):
     """A restore or drill target file gives a secret inline; it must name it by reference
     ({env: VAR} or {block: NAME}). The message never repeats the value."""
