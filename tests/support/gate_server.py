@@ -263,6 +263,8 @@ class _Servicer(scalar_admin_pb2_grpc.AdminServicer):
 
     def CheckPaused(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._node._record("CheckPaused")
+        if self._node.slow_check_ms:
+            time.sleep(self._node.slow_check_ms / 1000)
         return scalar_admin_pb2.CheckPausedResponse(paused=self._node.gate.check_paused())
 
 
@@ -271,6 +273,7 @@ class GateServer:
 
     Fault knobs, settable at any time:
       slow_drain_ms       a waiting Pause drains for at least this long
+      slow_check_ms       CheckPaused answers after this long (a slow or overloaded node)
       refuse_with         answer every Pause with this Reason (the gate is not touched)
       drop_unpause_calls  fail the next N Unpause calls with UNAVAILABLE (gate stays as it is)
       rich_errors         False: plain status without ErrorInfo, like servers before 3.12's fix
@@ -293,6 +296,7 @@ class GateServer:
         self.tls = tls
         self.rich_errors = rich_errors
         self.slow_drain_ms = 0
+        self.slow_check_ms = 0
         self.refuse_with: Reason | None = None
         self.drop_unpause_calls = 0
         self.restarts = 0
