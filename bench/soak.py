@@ -48,6 +48,7 @@ Results: bench/out/soak.json (every iteration) and bench/out/soak.md (tables).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -555,6 +556,14 @@ class Soak:
                 if cluster is not None:
                     cluster.close()
             if getattr(self, "server", None) is not None:
+                # Flush Prefect's log and event workers while their API still answers: at exit
+                # they would wait on the stopped server (seen: a soak that never exited).
+                from prefect.events.worker import EventsWorker
+                from prefect.logging.handlers import APILogWorker
+
+                for worker in (APILogWorker, EventsWorker):
+                    with contextlib.suppress(Exception):
+                        worker.drain_all(timeout=30)
                 self.server.stop()
             self.env.stop()
         time.sleep(1)
