@@ -3,7 +3,7 @@
     python -m bench.fanout                                  3,30,100 nodes, 20 rounds
     python -m bench.fanout --nodes 3,30,100 --rounds 30
 
-Test admin nodes (``tests/support/gate_server.py``, real gRPC on 127.0.0.1, each on its own
+Test admin nodes (``harness/gate_server.py``, real gRPC on 127.0.0.1, each on its own
 port) run in a few separate server processes (``--per-process`` nodes each), as a real cluster's
 nodes do not share the measuring process's GIL. Every node count gets its own site (2/3 of the
 nodes ledger, the rest auditor) and all sites exist at once: each round runs one pause window per
@@ -47,7 +47,7 @@ def serve(n: int) -> int:
     """Child: n admin nodes; prints their targets, then answers 'times' and 'stop' on stdin."""
     import threading
 
-    from tests.support.gate_server import Gate, GateServer
+    from harness.gate_server import Gate, GateServer
 
     class TimedGate(Gate):
         """A Gate that notes when a Pause closed it and when an Unpause reopened it."""

@@ -162,7 +162,7 @@ def our_temp_files() -> list[str]:
 
 
 def resilient_bank_app():
-    from tests.support.bank_app import BankApp
+    from harness.bank_app import BankApp
 
     class ResilientBankApp(BankApp):
         """BankApp whose writers reconnect after losing a database (the restart faults)."""
@@ -238,7 +238,7 @@ class Soak:
     # --- faults ---------------------------------------------------------------------------
 
     def restart_db(self, kind: str) -> None:
-        from tests.support import servers
+        from harness import servers
 
         if kind == "postgres":
             port = self.env.pg.port
@@ -447,9 +447,9 @@ class Soak:
 
     def run(self) -> int:
         from bench.env import Servers
+        from harness.bank_app import create_schema
+        from harness.gate_server import start_gate_cluster
         from harness.prefect_server import start_server
-        from tests.support.bank_app import create_schema
-        from tests.support.gate_server import start_gate_cluster
 
         for k, v in {
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -484,7 +484,7 @@ class Soak:
                 def __call__(self):
                     return env.db(self.kind, self.name).connect()
 
-            from tests.support.bank_app import Db
+            from harness.bank_app import Db
 
             ledger_db = Db("soak_ledger", _Reconnecting("postgres", "soak_ledger"), "postgres")
             auditor_db = Db("soak_auditor", _Reconnecting("mysql", "soak_auditor"), "mysql")
