@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pausepoint.admin.client import AdminCallError, AdminClient, Reason
-from pausepoint.admin.fanout import call_all
+from pausepoint.admin.fanout import AdminCall, Result, fan_out
 from pausepoint.catalog.manifest import PauseWindowRecord, TimelineEvent
 from pausepoint.errors import (
     NodeAlreadyPausedError,
@@ -131,6 +131,11 @@ class PauseSession:
     def _timeout_s(self) -> float:
         return self.settings.call_timeout_ms / 1000
 
+    def _check_all(self, nodes: list[Node]) -> dict[Node, Result[bool]]:
+        """CheckPaused on every node at once."""
+        kwargs = {"timeout_s": self._timeout_s}
+        return fan_out(self.client, nodes, lambda n: AdminCall("check_paused", n.target, kwargs))
+
     def _event(self, node: Node, event: str, at: datetime | None = None, detail: str | None = None):
         with self._lock:
             self.timeline.append(
@@ -149,9 +154,7 @@ class PauseSession:
         """Every node reachable and unpaused. Raises PreflightError; pauses nothing."""
         if not self.nodes:
             raise PreflightError(f"site {self.site!r} has no admin targets to pause")
-        results = call_all(
-            self.nodes, lambda n: self.client.check_paused(n.target, timeout_s=self._timeout_s)
-        )
+        results = self._check_all(self.nodes)
         unreachable = [(n, r.error) for n, r in results.items() if r.error is not None]
         if unreachable:
             detail = "; ".join(f"{n}: {e}" for n, e in unreachable)
@@ -175,18 +178,19 @@ class PauseSession:
     def pause_all(self) -> None:
         """Pause every node in parallel. On any failure, roll back and raise PauseError."""
 
-        def pause(node: Node) -> None:
-            self._event(node, "pause_sent")
-            self.client.pause(
-                node.target,
-                wait_outstanding=True,
-                max_pause_wait_ms=self.settings.drain_timeout_ms,
-                # The drain may take up to drain_timeout; our deadline must outlast it.
-                timeout_s=self.settings.drain_timeout_ms / 1000 + self._timeout_s,
-            )
-
+        kwargs = {
+            "wait_outstanding": True,
+            "max_pause_wait_ms": self.settings.drain_timeout_ms,
+            # The drain may take up to drain_timeout; our deadline must outlast it.
+            "timeout_s": self.settings.drain_timeout_ms / 1000 + self._timeout_s,
+        }
         self._first_pause_sent = time.monotonic()
-        results = call_all(self.nodes, pause)
+        results = fan_out(
+            self.client,
+            self.nodes,
+            lambda n: AdminCall("pause", n.target, kwargs),
+            before=lambda n: self._event(n, "pause_sent"),
+        )
         failed: list[tuple[Node, BaseException]] = []
         # Under the unpause lock: either unpause_all has not begun and will unpause what we add,
         # or it already ran (the lease deadline closed the window mid-pause) and we undo it here.
@@ -285,9 +289,7 @@ class PauseSession:
 
     def verify(self) -> None:
         """Every node still paused and the node set unchanged; else VerificationError."""
-        results = call_all(
-            self.nodes, lambda n: self.client.check_paused(n.target, timeout_s=self._timeout_s)
-        )
+        results = self._check_all(self.nodes)
         problems = []
         for node, r in results.items():
             if r.error is not None:
@@ -362,13 +364,14 @@ class PauseSession:
             return
         attempts = self.settings.unpause_attempts
         last_error: dict[Node, BaseException] = {}
+        kwargs = {"timeout_s": self._timeout_s}
         for attempt in range(1, attempts + 1):
-
-            def unpause(node: Node) -> None:
-                self._event(node, "unpause_sent")
-                self.client.unpause(node.target, timeout_s=self._timeout_s)
-
-            results = call_all(todo, unpause)
+            results = fan_out(
+                self.client,
+                todo,
+                lambda n: AdminCall("unpause", n.target, kwargs),
+                before=lambda n: self._event(n, "unpause_sent"),
+            )
             retry = []
             for node, r in results.items():
                 if r.error is None:
@@ -442,9 +445,7 @@ class PauseSession:
         end = time.monotonic() + max(0.0, (until - self.now()).total_seconds())
         unpaused: list[Node] = []
         while True:
-            results = call_all(
-                watched, lambda n: self.client.check_paused(n.target, timeout_s=self._timeout_s)
-            )
+            results = self._check_all(watched)
             unanswered = [n for n, r in results.items() if not r.ok]
             late = [n for n, r in results.items() if r.ok and r.value]
             if late:

@@ -3,16 +3,23 @@
 The pause logic builds its timeline from these moments: the window opens when the LAST node
 confirmed Pause. A failure is kept as a value, never raised, so one bad node cannot hide the
 outcome on the others.
+
+``call_all`` runs any callable, one thread per key. ``fan_out`` runs admin calls: through the
+client's own ``call_many`` when it has one (``GrpcAdminClient``: every call of the fan-out issued
+at once from one event loop, no thread per call), else through ``call_all``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
+
+from pausepoint.admin.client import AdminClient
+from pausepoint.site import Target
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -80,3 +87,55 @@ def call_all(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pausepoint-call") as pool:
         futures = [pool.submit(_timed, fn, key) for key in keys]
         return {key: future.result() for key, future in zip(keys, futures, strict=True)}
+
+
+@dataclass(frozen=True)
+class AdminCall:
+    """One admin call of a fan-out: ``AdminClient.<method>(target, **kwargs)``."""
+
+    method: Literal["pause", "unpause", "check_paused"]
+    target: Target
+    kwargs: Mapping[str, Any]
+
+    def run(self, client: AdminClient) -> Any:
+        return getattr(client, self.method)(self.target, **self.kwargs)
+
+
+class FanOutClient(Protocol):
+    """An AdminClient that issues a whole fan-out itself (GrpcAdminClient: one event loop)."""
+
+    def call_many(
+        self, calls: Sequence[AdminCall], before: Callable[[int], None] | None = None
+    ) -> list[Result[Any]]: ...
+
+
+def fan_out(
+    client: AdminClient,
+    keys: Iterable[K],
+    call_of: Callable[[K], AdminCall],
+    before: Callable[[K], None] | None = None,
+) -> dict[K, Result[Any]]:
+    """One admin call per key, all at once; ``call_all``'s contract (results keyed by key, in
+    input order, each with its times; a failure kept as a value; distinct keys).
+
+    ``before(key)`` runs just before that key's call is issued (the window's "sent" events).
+    A client with ``call_many`` issues the calls itself, without a thread per call; any other
+    client (the tests' fakes) gets ``call_all``.
+    """
+    keys = list(keys)
+    if len(set(keys)) != len(keys):
+        raise ValueError("fan_out needs distinct keys; one is listed twice")
+    many = getattr(client, "call_many", None)
+    if many is None:
+
+        def one(key: K) -> Any:
+            if before is not None:
+                before(key)
+            return call_of(key).run(client)
+
+        return call_all(keys, one)
+    if not keys:
+        return {}
+    hook = None if before is None else (lambda i: before(keys[i]))
+    results = many([call_of(k) for k in keys], before=hook)
+    return dict(zip(keys, results, strict=True))

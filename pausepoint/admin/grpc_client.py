@@ -4,6 +4,13 @@ One channel per target, created on first use and shared by every thread. A call 
 UNAVAILABLE retires its channel, so the next call dials afresh instead of waiting out gRPC's
 reconnect backoff: that matters when a node comes back and the unpause retries must reach it.
 
+Every call runs on ``grpc.aio`` in ONE event loop, in a thread the client owns (started on first
+use, ended by ``close``). A single call from any thread waits for its result there; ``call_many``
+issues a whole fan-out (one call per node, each with its own deadline) at once from that loop.
+Why: a synchronous gRPC call in Python costs ~0.17 ms of CPU in the caller plus a thread per
+concurrent call (~0.08 ms to start); in one loop a call costs about half that and needs no thread,
+which is what bounds the write stall of a site with many nodes (BENCHMARKS.md, Fan-out).
+
 How failures become a ``Reason``:
 
 1. A ``google.rpc.ErrorInfo`` in the rich status (trailer ``grpc-status-details-bin``) whose domain
@@ -29,10 +36,14 @@ How failures become a ``Reason``:
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -42,6 +53,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from pausepoint.admin._generated import scalar_admin_pb2, scalar_admin_pb2_grpc
 from pausepoint.admin.client import AdminCallError, Reason
+from pausepoint.admin.fanout import AdminCall, Result
 from pausepoint.errors import ConfigError
 from pausepoint.site import Target, TlsSettings
 
@@ -53,9 +65,13 @@ _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 # Admin endpoints see a handful of calls per backup; keep reconnect backoff short so a node that
 # came back is reachable within one unpause retry, not after gRPC's default 1 s .. 120 s backoff.
 # Not grpc.min_reconnect_backoff_ms: it is also the connect timeout, which must stay generous.
+# Each channel keeps its own connections (local subchannel pool): a channel opened after one was
+# retired dials afresh instead of sharing the retired one's connection and its backoff (an aio
+# channel's close runs later, in the loop, so the two can overlap).
 _CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.use_local_subchannel_pool", 1),
 )
 
 _HINTS: dict[Reason, str] = {
@@ -85,24 +101,27 @@ T = TypeVar("T")
 
 @dataclass
 class _Channel:
-    channel: grpc.Channel
+    channel: grpc.aio.Channel
     stub: scalar_admin_pb2_grpc.AdminStub
     users: int = 0
     retired: bool = False
     closed: bool = False
 
-    def close_if_idle(self) -> None:
+    def idle_retired(self) -> bool:
+        """True once: retired and no call left on it, so it is to be closed now."""
         # Calls in flight on a retired channel finish normally; the last one out closes it.
         if self.retired and self.users == 0 and not self.closed:
             self.closed = True
-            self.channel.close()
+            return True
+        return False
 
 
 class GrpcAdminClient:
-    """Thread-safe ``AdminClient`` for scalar-admin endpoints.
+    """Thread-safe ``AdminClient`` for scalar-admin endpoints, with ``call_many`` for fan-outs.
 
     ``tls`` applies to every target unless ``set_tls`` names other settings for some targets
-    (components of one site may differ). Close the client when done; it is a context manager.
+    (components of one site may differ). Close the client when done (it ends the client's event
+    loop thread); it is a context manager.
 
     Example::
 
@@ -123,6 +142,9 @@ class GrpcAdminClient:
         self._channels: dict[Target, _Channel] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._closing: set[asyncio.Task[None]] = set()  # retired channels being closed
 
     @classmethod
     def for_components(
@@ -175,31 +197,56 @@ class GrpcAdminClient:
         ``max_pause_wait_ms`` None leaves the field unset (server default, 30 s); any other value
         is sent as given, and the server decides whether it is valid.
         """
-        request = scalar_admin_pb2.PauseRequest(wait_outstanding=wait_outstanding)
-        if max_pause_wait_ms is not None:
-            request.max_pause_wait_time = max_pause_wait_ms
-        self._call(target, "Pause", lambda stub: stub.Pause, request, timeout_s)
+        self._submit(
+            self._pause(
+                target,
+                wait_outstanding=wait_outstanding,
+                max_pause_wait_ms=max_pause_wait_ms,
+                timeout_s=timeout_s,
+            )
+        )
 
     def unpause(self, target: Target, *, timeout_s: float) -> None:
-        self._call(target, "Unpause", lambda stub: stub.Unpause, empty_pb2.Empty(), timeout_s)
+        self._submit(self._unpause(target, timeout_s=timeout_s))
 
     def check_paused(self, target: Target, *, timeout_s: float) -> bool:
-        response = self._call(
-            target, "CheckPaused", lambda stub: stub.CheckPaused, empty_pb2.Empty(), timeout_s
-        )
-        return bool(response.paused)
+        return self._submit(self._check_paused(target, timeout_s=timeout_s))
+
+    def call_many(
+        self, calls: Sequence[AdminCall], before: Callable[[int], None] | None = None
+    ) -> list[Result[Any]]:
+        """Issue every call at once from the client's event loop; one ``Result`` per call, in
+        order (``fanout.call_all``'s contract: a failure is kept as the result's error).
+
+        ``before(i)`` runs in the loop just before call i is issued. Each call has its own
+        deadline (its ``timeout_s``), so one slow node does not hold up the others' outcomes.
+        """
+        if not calls:
+            return []
+        return self._submit(self._call_many(list(calls), before))
 
     def close(self) -> None:
-        """Close every channel; calls still running on them are cancelled."""
+        """Close every channel (calls still running on them are cancelled) and end the loop."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             entries = list(self._channels.values())
             self._channels.clear()
             for entry in entries:
                 entry.retired = True
                 entry.closed = True
-        for entry in entries:
-            entry.channel.close()
+            loop, thread = self._loop, self._loop_thread
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(entries), loop).result(timeout=10)
+        except Exception as exc:  # closing must not fail the caller's cleanup
+            log.warning("closing the admin client's channels failed: %s", exc)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
 
     def __enter__(self) -> GrpcAdminClient:
         return self
@@ -207,21 +254,109 @@ class GrpcAdminClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # --- internals -----------------------------------------------------------------------
+    # --- the event loop ------------------------------------------------------------------
 
-    def _call(
+    def _submit(self, coro: Awaitable[T]) -> T:
+        """Run ``coro`` on the client's loop and wait for its result in the calling thread."""
+        with self._lock:
+            # Submitting under the lock: close() cannot stop the loop between the check and
+            # the submission, which would leave this caller waiting for ever.
+            if self._closed:
+                coro.close()  # type: ignore[attr-defined]
+                raise RuntimeError("this GrpcAdminClient is closed; build a new one")
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._loop_thread = threading.Thread(
+                    target=self._loop.run_forever, name="pausepoint-admin-loop", daemon=True
+                )
+                self._loop_thread.start()
+            if threading.current_thread() is self._loop_thread:
+                coro.close()  # type: ignore[attr-defined]
+                raise RuntimeError("GrpcAdminClient called from its own event loop")
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise RuntimeError("this GrpcAdminClient was closed during the call") from None
+
+    async def _shutdown(self, entries: list[_Channel]) -> None:
+        current = asyncio.current_task()
+        await asyncio.gather(*(e.channel.close() for e in entries), return_exceptions=True)
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        # The calls cancelled by closing their channels, and calls submitted before close()
+        # that find the client closed, end on their own; anything left after a grace period is
+        # cancelled so that no caller waits for ever.
+        pending = [t for t in asyncio.all_tasks() if t is not current]
+        if pending:
+            _, left = await asyncio.wait(pending, timeout=2)
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+
+    async def _call_many(
+        self, calls: list[AdminCall], before: Callable[[int], None] | None
+    ) -> list[Result[Any]]:
+        return await asyncio.gather(*(self._timed(i, c, before) for i, c in enumerate(calls)))
+
+    async def _timed(
+        self, i: int, call: AdminCall, before: Callable[[int], None] | None
+    ) -> Result[Any]:
+        started_at, started_mono = datetime.now(UTC), time.monotonic()
+        try:
+            if before is not None:
+                before(i)
+            if call.method == "pause":
+                value: Any = await self._pause(call.target, **call.kwargs)
+            elif call.method == "unpause":
+                value = await self._unpause(call.target, **call.kwargs)
+            elif call.method == "check_paused":
+                value = await self._check_paused(call.target, **call.kwargs)
+            else:
+                raise ValueError(f"unknown admin call {call.method!r}")
+        except Exception as exc:  # kept per call, as call_all does
+            return Result(None, exc, started_at, started_mono, datetime.now(UTC), time.monotonic())
+        # Read the clocks the instant the call returned, before any other bookkeeping.
+        returned_mono = time.monotonic()
+        returned_at = datetime.now(UTC)
+        return Result(value, None, started_at, started_mono, returned_at, returned_mono)
+
+    # --- the calls (in the loop) ---------------------------------------------------------
+
+    async def _pause(
+        self,
+        target: Target,
+        *,
+        wait_outstanding: bool,
+        max_pause_wait_ms: int | None,
+        timeout_s: float,
+    ) -> None:
+        request = scalar_admin_pb2.PauseRequest(wait_outstanding=wait_outstanding)
+        if max_pause_wait_ms is not None:
+            request.max_pause_wait_time = max_pause_wait_ms
+        await self._call(target, "Pause", lambda stub: stub.Pause, request, timeout_s)
+
+    async def _unpause(self, target: Target, *, timeout_s: float) -> None:
+        await self._call(target, "Unpause", lambda stub: stub.Unpause, empty_pb2.Empty(), timeout_s)
+
+    async def _check_paused(self, target: Target, *, timeout_s: float) -> bool:
+        response = await self._call(
+            target, "CheckPaused", lambda stub: stub.CheckPaused, empty_pb2.Empty(), timeout_s
+        )
+        return bool(response.paused)
+
+    async def _call(
         self,
         target: Target,
         method: str,
-        pick: Callable[[scalar_admin_pb2_grpc.AdminStub], Callable[..., T]],
+        pick: Callable[[scalar_admin_pb2_grpc.AdminStub], Callable[..., Awaitable[Any]]],
         request: Any,
         timeout_s: float,
-    ) -> T:
+    ) -> Any:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
         entry = self._acquire(target)
         try:
-            return pick(entry.stub)(request, timeout=timeout_s)
+            return await pick(entry.stub)(request, timeout=timeout_s)
         except grpc.RpcError as err:
             error = to_admin_error(target, method, err)
             if error.reason is Reason.UNAVAILABLE:
@@ -230,6 +365,14 @@ class GrpcAdminClient:
                         del self._channels[target]
                     self._retire_locked(entry)
             raise error from None
+        except asyncio.CancelledError:
+            if not entry.closed:
+                raise
+            # Its channel was closed under it (close(), or a retired channel): a sync call
+            # reports CANCELLED; an aio call is cancelled instead. Keep it a per-call failure.
+            raise AdminCallError(
+                target, method, Reason.OTHER, "CANCELLED", "the admin client's channel was closed"
+            ) from None
         finally:
             self._release(entry)
 
@@ -248,18 +391,35 @@ class GrpcAdminClient:
     def _release(self, entry: _Channel) -> None:
         with self._lock:
             entry.users -= 1
-            entry.close_if_idle()
+            if entry.idle_retired():
+                self._close_channel(entry.channel)
 
-    @staticmethod
-    def _retire_locked(entry: _Channel) -> None:
+    def _retire_locked(self, entry: _Channel) -> None:
         entry.retired = True
-        entry.close_if_idle()
+        if entry.idle_retired():
+            self._close_channel(entry.channel)
 
-    def _open_channel(self, target: Target, tls: TlsSettings | None) -> grpc.Channel:
+    def _close_channel(self, channel: grpc.aio.Channel) -> None:
+        """Close a retired channel on the loop (from the loop or from any other thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def start() -> None:
+            task = loop.create_task(channel.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+        if threading.current_thread() is self._loop_thread:
+            start()
+        else:
+            loop.call_soon_threadsafe(start)
+
+    def _open_channel(self, target: Target, tls: TlsSettings | None) -> grpc.aio.Channel:
         address = str(target)
         if tls is None:
             log.debug("opening plaintext admin channel to %s", address)
-            return grpc.insecure_channel(address, options=self._options)
+            return grpc.aio.insecure_channel(address, options=self._options)
         try:
             ca = tls.ca_cert.read_bytes()
         except OSError as exc:
@@ -275,16 +435,20 @@ class GrpcAdminClient:
                 ("grpc.default_authority", tls.authority),
             ]
         log.debug("opening TLS admin channel to %s (authority %s)", address, tls.authority)
-        return grpc.secure_channel(address, grpc.ssl_channel_credentials(ca), options=options)
+        return grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca), options=options)
 
 
 # --- error mapping ---------------------------------------------------------------------------
 
+# A failed call: a sync call's error is a grpc.Call, an aio call's an AioRpcError (same methods).
+_CALL_ERRORS = (grpc.Call, grpc.aio.AioRpcError)
+
 
 def error_info(err: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     """The scalar-admin ErrorInfo of a failed call, or None when the server sent none."""
-    trailers = err.trailing_metadata() if isinstance(err, grpc.Call) else None
-    code = err.code() if isinstance(err, grpc.Call) else None
+    call = isinstance(err, _CALL_ERRORS)
+    trailers = err.trailing_metadata() if call else None  # type: ignore[attr-defined]
+    code = err.code() if call else None  # type: ignore[attr-defined]
     for key, value in trailers or ():
         if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
             continue
@@ -326,9 +490,9 @@ def _reason_from_code(code: grpc.StatusCode, description: str) -> Reason:
 
 def to_admin_error(target: Target, method: str, err: grpc.RpcError) -> AdminCallError:
     """Turn a failed gRPC call into an AdminCallError with its Reason and an operator hint."""
-    if isinstance(err, grpc.Call):
-        code = err.code()
-        description = err.details() or ""
+    if isinstance(err, _CALL_ERRORS):
+        code = err.code()  # type: ignore[attr-defined]
+        description = err.details() or ""  # type: ignore[attr-defined]
     else:  # not raised by grpc's own stubs, but keep the mapping total
         code, description = grpc.StatusCode.UNKNOWN, str(err)
     info = error_info(err)
