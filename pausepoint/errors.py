@@ -181,6 +181,11 @@ class RestoreError(PausepointError):
     exit_code = 9
 
 
+class PitrWindowError(RestoreError):
+    """A point-in-time store can no longer restore to the point's time: it lies outside the
+    store's restorable window now (the message names the window); nothing was changed."""
+
+
 class TargetNotEmptyError(RestoreError):
     """The restore target already holds data and replacing it was not asked for."""
 

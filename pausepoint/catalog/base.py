@@ -29,6 +29,7 @@ from pausepoint.catalog.drills import DrillRecord, dump_drill, parse_drill
 from pausepoint.catalog.driver import CatalogDriver
 from pausepoint.catalog.lease import Lease, LeaseState, dump_lease, parse_lease
 from pausepoint.catalog.manifest import RestorePoint, dump_manifest, parse_manifest
+from pausepoint.catalog.restores import RestoreJournalRecord, dump_journal, parse_journal
 from pausepoint.errors import (
     CatalogError,
     CorruptArtifactError,
@@ -425,6 +426,26 @@ class Catalog:
         self.get_point(site, point_id)  # RestorePointNotFoundError with the ids that exist
         self.driver.delete(layout.manifest_key(site, point_id))
         self.driver.delete_prefix(layout.point_key(site, point_id))
+
+    # --- restore journals (see catalog/restores.py) -------------------------------------------
+
+    def read_restore_journal(
+        self, site: str, point_id: str, restore_id: str
+    ) -> RestoreJournalRecord | None:
+        """The journal of a restore of this point into one target; None when there is none."""
+        key = layout.restore_journal_key(site, point_id, restore_id)
+        if not self.driver.exists(key):
+            return None
+        return parse_journal(self.driver.read_bytes(key), self.driver.location(key))
+
+    def write_restore_journal(self, record: RestoreJournalRecord) -> str:
+        """Write (replace) a restore journal atomically; returns where."""
+        if not self.driver.exists(layout.manifest_key(record.site, record.point_id)):
+            # never recreate a deleted point's directory
+            raise RestorePointNotFoundError(self._not_found(record.site, record.point_id))
+        key = layout.restore_journal_key(record.site, record.point_id, record.restore_id)
+        self.driver.write_atomic(key, dump_journal(record))
+        return self.driver.location(key)
 
     # --- drills -----------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@
 - artifacts: sha256 of files (parallel), verification before a restore
 - progress: a thread that reports bytes written so far
 - fingerprints: per-row hash sums (in SQL or over rows read here), folded into one hex value
-- ServerStore: what the two client/server kinds (postgres, mysql) share
+- ServerStore: what the two client/server kinds (postgres, mysql) share beyond ``Store``
 """
 
 from __future__ import annotations
@@ -36,12 +36,11 @@ from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
 from pausepoint.errors import (
-    CaptureError,
     CorruptArtifactError,
     PausepointError,
     ToolMissingError,
 )
-from pausepoint.stores.base import Artifact, CaptureHandle, ProgressFn, Store, StoreCapture
+from pausepoint.stores.base import Artifact, CaptureHandle, ProgressFn, Store
 
 CHUNK = 1 << 20  # 1 MiB: large enough that hashlib/zlib release the GIL and syscalls are few
 
@@ -657,11 +656,10 @@ H = TypeVar("H", bound=CaptureHandle)
 
 class ServerStore(Store[Any], Generic[H]):
     """Base of the kinds that reach a database server as host:port/user/password and run its
-    dump tools. Subclasses implement ``_finish`` and ``abort_capture``; finish always releases
-    the snapshot, whatever happens."""
+    dump tools: tool versions, the password, and the messages of a failed connection. The
+    capture's ownership rules are ``Store``'s."""
 
     product: str  # for messages: "PostgreSQL", "MySQL/MariaDB"
-    handle_type: type[H]
 
     def __init__(self, config: Any, resolve: Any):
         super().__init__(config, resolve)
@@ -697,31 +695,3 @@ class ServerStore(Store[Any], Generic[H]):
             f"{self.config.user!r}: {cause}; check host, port, and that the server runs and "
             "accepts this client"
         )
-
-    def _own(self, handle: CaptureHandle) -> H:
-        if not isinstance(handle, self.handle_type):
-            raise TypeError(f"store {self.name}: not a {self.kind} capture handle: {handle!r}")
-        return handle
-
-    def finish_capture(
-        self, handle: CaptureHandle, progress: ProgressFn | None = None
-    ) -> StoreCapture:
-        h = self._own(handle)
-        try:
-            return self._finish(h, progress)
-        except Exception as exc:
-            # A full disk reads as a tool's or a write's failure; say what it is and what to do.
-            workdir = getattr(h, "workdir", None)
-            if workdir is not None and out_of_space(exc):
-                raise CaptureError(
-                    f"store {self.name}: the catalog's disk is full: no space left on device "
-                    f"for {workdir} while copying the snapshot; no restore point was registered. "
-                    "Free space there (`pausepoint prune --site FILE` deletes old restore points) "
-                    f"or point catalog.path at a larger disk, then back up again. ({exc})"
-                ) from exc
-            raise
-        finally:
-            self.abort_capture(h)
-
-    def _finish(self, handle: H, progress: ProgressFn | None) -> StoreCapture:
-        raise NotImplementedError

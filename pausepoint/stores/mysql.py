@@ -33,7 +33,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
 from pathlib import Path
@@ -65,15 +65,16 @@ from pausepoint.stores._common import (
     sum_row_hashes,
 )
 from pausepoint.stores.base import (
-    Artifact,
+    CaptureContext,
     CaptureHandle,
     Fingerprint,
     PreparedCapture,
     ProgressFn,
     StoreCapture,
+    StoreJournal,
     TableFingerprint,
 )
-from pausepoint.stores.mysql_config import MysqlConfig
+from pausepoint.stores.mysql_config import MysqlCaptureDetails, MysqlConfig
 
 CLIENT_PACKAGE = "mariadb-client"
 SNAPSHOT_TIMEOUT_S = 30.0
@@ -521,7 +522,7 @@ class MysqlPreparedCapture(PreparedCapture):
 
     def __init__(
         self,
-        workdir: Path,
+        ctx: CaptureContext,
         *,
         artifact: Path,
         options: SecretFile,
@@ -529,7 +530,7 @@ class MysqlPreparedCapture(PreparedCapture):
         password: str | None,
         dump_version: str,
     ):
-        super().__init__(workdir)
+        super().__init__(ctx)
         self.artifact = artifact
         self.options = options
         self.argv = argv
@@ -549,10 +550,8 @@ class MysqlPreparedCapture(PreparedCapture):
         self.options.close()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MysqlCaptureHandle(CaptureHandle):
-    workdir: Path
-    opened_at: datetime
     prepared: MysqlPreparedCapture
     dump: ToolProcess
     sink: PipeToFile
@@ -561,8 +560,6 @@ class MysqlCaptureHandle(CaptureHandle):
     dump_version: str
     server_version: str
     signal: str  # how the open snapshot was detected (for the record)
-    closed: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class MysqlStore(ServerStore[MysqlCaptureHandle]):
@@ -570,6 +567,7 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
     fingerprint_method = FINGERPRINT
     earlier_fingerprint_methods = (FINGERPRINT_SHA256,)
     product = "MySQL/MariaDB"
+    prepared_type = MysqlPreparedCapture
     handle_type = MysqlCaptureHandle
     config: MysqlConfig
 
@@ -739,19 +737,19 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             argv.append("--set-gtid-purged=OFF")
         return [*argv, "--databases", *databases]
 
-    def prepare_capture(self, workdir: Path) -> MysqlPreparedCapture:
+    def _prepare(self, ctx: CaptureContext) -> MysqlPreparedCapture:
         """Before the pause, everything but starting the dump: measured on the test machine,
         opening the watcher connection alone took 1-18 ms inside the window."""
         tool = self._dump_tool()
         dump_version = self._tool_version(tool)  # cached: normally read by check()
-        workdir.mkdir(parents=True, exist_ok=True)
         # Uncompressed by default. Measured on this project's 2-core machines (MariaDB 10.11,
         # a 295 MB dump of 800k ScalarDL-shaped rows, medians of 5 runs): plain
         # `mariadb-dump > file` 2.37 s; through PipeToFile uncompressed (sha256 on the way)
         # 2.35 s = 1.0x; with gzip level 1 2.60 s = 0.91x (0.83-0.89x in noisier runs) for an
         # artifact of 46% of the size. Server, dump and zlib compete for two cores, so gzip
         # cannot promise >= 0.9x there; gzip_level trades speed for space where cores are free.
-        artifact = workdir / ("dump.sql.gz" if self.config.gzip_level else "dump.sql")
+        # A file the dump's reader writes and hashes on the way (PipeToFile): a spool path.
+        artifact = ctx.sink.spool("dump.sql.gz" if self.config.gzip_level else "dump.sql")
         options, password = self._option_file()
         prepared: MysqlPreparedCapture | None = None
         try:
@@ -759,7 +757,7 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             # After --defaults-extra-file, which must stay first: the snapshot signal.
             argv.insert(2, "--verbose")
             prepared = MysqlPreparedCapture(
-                workdir,
+                ctx,
                 artifact=artifact,
                 options=options,
                 argv=argv,
@@ -783,16 +781,7 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             raise
         return prepared
 
-    def open_capture(
-        self, workdir: Path, prepared: PreparedCapture | None = None
-    ) -> MysqlCaptureHandle:
-        p = prepared if prepared is not None else self.prepare_capture(workdir)
-        if not isinstance(p, MysqlPreparedCapture):
-            raise TypeError(f"store {self.name}: not a mysql prepared capture: {p!r}")
-        try:
-            p.take()
-        except RuntimeError as exc:
-            raise CaptureError(f"store {self.name}: cannot open the capture: {exc}") from None
+    def _open(self, p: MysqlPreparedCapture) -> MysqlCaptureHandle:
         dump = sink = None
         rows = DumpFingerprint()
         talk = DumpTalk()
@@ -818,17 +807,16 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             )
             signal = self._wait_for_snapshot(p, dump, talk)
             opened_at = datetime.now(UTC)
-        except BaseException:
+        except BaseException:  # the caller frees p
             if dump is not None:
                 dump.kill()
             if sink is not None:
                 sink.join(5)
-            p.free()
             raise
         p.close_monitor()  # not needed while copying
         assert self._server_version is not None
         return MysqlCaptureHandle(
-            workdir=p.workdir,
+            ctx=p.ctx,
             opened_at=opened_at,
             prepared=p,
             dump=dump,
@@ -938,44 +926,28 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             method="mariadb-dump-single-transaction"
             if "MariaDB" in h.dump_version
             else "mysqldump-single-transaction",
-            artifacts=[
-                Artifact(
-                    path=h.sink.path.name,
-                    size=h.sink.bytes_written,
-                    sha256=h.sink.sha256,
-                )
-            ],
+            artifacts=[h.ctx.sink.written(h.sink.path, h.sink.bytes_written, h.sink.sha256)],
             fingerprint=fingerprint,
             fingerprint_method=self.fingerprint_method,
             tool_versions={h.dump.name: h.dump_version, "server": h.server_version},
             snapshot_established_at=h.opened_at,
-            details={
-                "databases": h.databases,
-                "dump_file": h.sink.path.name,
-                "gzip_level": self.config.gzip_level,
-                "uncompressed_bytes": h.sink.bytes_in,
-                "snapshot_signal": h.signal,
-            },
+            details=MysqlCaptureDetails(
+                databases=h.databases,
+                dump_file=h.ctx.sink.name_of(h.sink.path),
+                gzip_level=self.config.gzip_level,
+                uncompressed_bytes=h.sink.bytes_in,
+                snapshot_signal=h.signal,
+            ),
         )
 
-    def abort_capture(self, handle: CaptureHandle) -> None:
-        h = self._own(handle)
-        with h.lock:
-            h.closed = True
-            h.dump.kill()
-            h.sink.join(10)
-            h.prepared.free()
+    def _release(self, h: MysqlCaptureHandle) -> None:
+        h.dump.kill()
+        h.sink.join(10)  # the option file and the watcher go with h.prepared
 
     # --- restore ----------------------------------------------------------------------------
 
     def _captured_databases(self, capture: StoreCapture) -> list[str]:
-        databases = capture.details.get("databases")
-        if not isinstance(databases, list) or not databases:
-            raise RestoreError(
-                f"store {self.name}: the capture does not list its databases; it was not made "
-                "by the mysql store kind"
-            )
-        return databases
+        return list(self.captured_details(capture).databases)
 
     def check_restore_target(self, capture: StoreCapture, replace: bool) -> None:
         targets = [self._target(d) for d in self._captured_databases(capture)]
@@ -996,7 +968,13 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             )
 
     def restore(
-        self, capture: StoreCapture, source_dir: Path, replace: bool, *, verified: bool = False
+        self,
+        capture: StoreCapture,
+        source_dir: Path,
+        replace: bool,
+        *,
+        verified: bool = False,
+        journal: StoreJournal | None = None,
     ) -> None:
         client = self._client_tool()
         captured = self._captured_databases(capture)
@@ -1004,7 +982,7 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
             source_dir, capture.artifacts, store=self.name, checksums=not verified
         ):
             self.check_restore_target(capture, replace)
-        dump_file = source_dir / str(capture.details.get("dump_file", capture.artifacts[0].path))
+        dump_file = source_dir / self.captured_details(capture).dump_file
         if replace:
             with self._connect(RestoreError) as conn, conn.cursor() as cur:
                 for db in captured:
