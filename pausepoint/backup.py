@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
+from pathlib import Path
 
 from pausepoint.admin.client import AdminClient
 from pausepoint.admin.site_client import discover_nodes
