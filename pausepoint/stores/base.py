@@ -592,9 +592,10 @@ class Store(ABC, Generic[C]):
                 "this store captured"
             ) from None
 
-    def restorable_window(self) -> tuple[datetime, datetime] | None:
-        """PITR kinds: the span of times the store can be restored to now. None: any point
-        whose artifacts are intact (snapshot kinds)."""
+    def restorable_window(self, capture: StoreCapture) -> tuple[datetime, datetime] | None:
+        """PITR kinds: the span of times the captured source can be restored to now (a
+        provider's retention of the source's backups: ``capture`` names the source). None:
+        any point whose artifacts are intact (snapshot kinds)."""
         return None
 
     def check_restorable(self, capture: StoreCapture) -> None:
@@ -603,7 +604,7 @@ class Store(ABC, Generic[C]):
         at = capture.pitr_timestamp
         if at is None:
             return
-        window = self.restorable_window()
+        window = self.restorable_window(capture)
         if window is None:
             return
         oldest, newest = window
