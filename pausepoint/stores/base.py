@@ -62,7 +62,9 @@ from pydantic import (
     SecretStr,
     SerializeAsAny,
     ValidationError,
-    model_validator,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
 )
 
 from pausepoint.errors import CaptureError, PitrWindowError, RestoreError
@@ -161,22 +163,24 @@ class StoreCapture(BaseModel):
     # free dict of earlier versions, so manifests of format 1 read back unchanged.
     details: SerializeAsAny[CaptureDetails] = CaptureDetails()
 
-    @model_validator(mode="before")
+    @field_validator("details", mode="wrap")
     @classmethod
-    def _typed_details(cls, data: Any) -> Any:
+    def _typed_details(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
         """Read ``details`` into the kind's model (a dict from a manifest, or a model of
         another type); errors then name ``details.<field>``."""
-        if isinstance(data, dict) and isinstance(data.get("kind"), str):
-            model = _details_model(data["kind"])
-            details = data.get("details")
-            if isinstance(details, CaptureDetails) and not isinstance(details, model):
-                details = details.model_dump()
-            if not details:
-                # none recorded: read as such; the kind's restore refuses it by name
-                data = {**data, "details": CaptureDetails()}
-            elif isinstance(details, dict):
-                data = {**data, "details": model.model_validate(details)}
-        return data
+        kind = info.data.get("kind")
+        if not isinstance(kind, str):
+            return handler(value)
+        model = _details_model(kind)
+        if isinstance(value, CaptureDetails) and not isinstance(value, model):
+            value = value.model_dump()
+        if not value:
+            return CaptureDetails()  # none recorded: the kind's restore refuses it by name
+        if isinstance(value, dict):
+            return model.model_validate(value)
+        return handler(value)
 
     @property
     def total_bytes(self) -> int:
