@@ -55,7 +55,7 @@ test: setup servers native scalardl
 	$(VENV)/bin/pytest
 
 test-unit: setup
-	$(VENV)/bin/pytest tests/unit
+	$(VENV)/bin/pytest tests/unit tests/contract -m "not integration and not e2e"
 
 demo: setup servers native
 	$(VENV)/bin/python -m demo.run

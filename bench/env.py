@@ -15,17 +15,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-import pymysql
-
 from harness import servers
 from harness.bank_app import ACCOUNTS, INITIAL_BALANCE, Db, create_schema
+from harness.kinds import ServerKind, for_servers
 
 KINDS = ("postgres", "mysql")
 PG_ENV = "PP_BENCH_PG_PASSWORD"
 MY_ENV = "PP_BENCH_MY_PASSWORD"
+PASSWORD_ENVS = {"postgres": PG_ENV, "mysql": MY_ENV}  # per kind: the store configs name it
 ROW_PAYLOAD = 1024  # characters of hash text per bulk row
-BATCH_ROWS = 50_000  # rows per INSERT when growing the bulk table
 
 
 def parse_size(text: str) -> int:
@@ -71,75 +69,33 @@ class Servers:
         self.my.stop()
         self.pg.stop()
 
-    # --- databases ---------------------------------------------------------------------------
+    # --- databases: per kind in harness/kinds.py -----------------------------------------------
+
+    @property
+    def kinds(self) -> dict[str, ServerKind]:
+        return for_servers(self.pg, self.my, PASSWORD_ENVS)
+
+    def kind(self, kind: str) -> ServerKind:
+        return self.kinds[kind]
 
     def db(self, kind: str, name: str) -> Db:
-        if kind == "postgres":
-            pg = self.pg
-
-            def connect_pg():
-                return psycopg.connect(
-                    host=pg.host, port=pg.port, user=pg.user, password=pg.password, dbname=name
-                )
-
-            return Db(name, connect_pg, kind)
-        my = self.my
-
-        def connect_my():
-            return pymysql.connect(
-                host=my.host, port=my.port, user=my.user, password=my.password, database=name
-            )
-
-        return Db(name, connect_my, kind)
+        return self.kind(kind).db(name)
 
     def create_db(self, kind: str, name: str) -> Db:
         self.drop_db(kind, name)
-        if kind == "postgres":
-            with self.pg.connect() as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-        else:
-            with self.my.connect() as conn:
-                conn.cursor().execute(f"CREATE DATABASE `{name}`")
+        self.kind(kind).create_db(name)
         return self.db(kind, name)
 
     def drop_db(self, kind: str, name: str) -> None:
-        if kind == "postgres":
-            with self.pg.connect() as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        else:
-            with self.my.connect() as conn:
-                conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        self.kind(kind).drop_db(name)
 
     def db_bytes(self, kind: str, name: str) -> int:
         """On-disk size of a database's user tables (with indexes and TOAST), no catalogs."""
-        if kind == "postgres":
-            with self.pg.connect(name) as conn:
-                row = conn.execute(
-                    "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE c.relkind = 'r' AND n.nspname = 'public'"
-                ).fetchone()
-                return int(row[0])
-        with self.my.connect() as conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) "
-                "FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
-                (name,),
-            )
-            return int(cur.fetchone()[0])
+        return self.kind(kind).db_bytes(name)
 
     def settle(self, kind: str, name: str) -> None:
         """Fresh statistics and no pending checkpoint work before measuring."""
-        if kind == "postgres":
-            with self.pg.connect(name) as conn:
-                conn.execute("VACUUM ANALYZE")
-                conn.execute("CHECKPOINT")
-        else:
-            with self.my.connect(name) as conn, conn.cursor() as cur:
-                cur.execute("SHOW TABLES")
-                for (table,) in cur.fetchall():
-                    cur.execute(f"ANALYZE TABLE `{table}`")
-                    cur.fetchall()
+        self.kind(kind).settle(name)
 
     # --- the bank tables and the bulk table --------------------------------------------------
 
@@ -159,103 +115,24 @@ class Servers:
         assert ACCOUNTS > 0
 
     def bulk_rows(self, kind: str, name: str) -> int:
-        conn = self.db(kind, name).connect()
-        try:
-            cur = conn.cursor()
-            cur.execute("SELECT COALESCE(MAX(id), 0) FROM bulk")
-            return int(cur.fetchone()[0])
-        finally:
-            conn.close()
+        return self.kind(kind).bulk_rows(name)
 
     def create_bulk(self, kind: str, name: str) -> None:
-        conn = self.db(kind, name).connect()
-        try:
-            cur = conn.cursor()
-            if kind == "postgres":
-                cur.execute(
-                    "CREATE TABLE bulk (id BIGINT PRIMARY KEY, age INT NOT NULL, "
-                    "payload TEXT NOT NULL)"
-                )
-            else:
-                cur.execute(
-                    "CREATE TABLE bulk (id BIGINT PRIMARY KEY, age INT NOT NULL, "
-                    "payload TEXT NOT NULL) ENGINE=InnoDB"
-                )
-            conn.commit()
-        finally:
-            conn.close()
+        self.kind(kind).create_bulk(name)
 
     def grow_bulk(self, kind: str, name: str, rows: int, progress=None) -> None:
         """Insert rows (max id + 1 .. rows) in batches, generated by the server."""
-        have = self.bulk_rows(kind, name)
-        conn = self.db(kind, name).connect()
-        try:
-            cur = conn.cursor()
-            if kind == "mysql":
-                cur.execute("SET SESSION unique_checks = 0")
-            start = have + 1
-            while start <= rows:
-                end = min(rows, start + BATCH_ROWS - 1)
-                if kind == "postgres":
-                    digests = " || ".join(
-                        f"encode(sha512(('{c}' || i)::bytea), 'hex')" for c in "abcdefgh"
-                    )
-                    cur.execute(
-                        f"INSERT INTO bulk SELECT i, i %% 1000, {digests} "
-                        "FROM generate_series(%s::bigint, %s::bigint) AS i",
-                        (start, end),
-                    )
-                else:
-                    digests = ", ".join(f"SHA2(CONCAT('{c}', seq), 512)" for c in "abcdefgh")
-                    cur.execute(
-                        f"INSERT INTO bulk SELECT seq, seq % 1000, CONCAT({digests}) "
-                        f"FROM seq_{start}_to_{end}"
-                    )
-                conn.commit()
-                if progress is not None:
-                    progress(end, rows)
-                start = end + 1
-        finally:
-            conn.close()
+        self.kind(kind).grow_bulk(name, rows, progress)
 
     # --- store configs (site-file dictionaries) ----------------------------------------------
 
     def store_config(self, kind: str, store_name: str, database: str, **extra) -> dict:
-        if kind == "postgres":
-            return {
-                "kind": "postgres",
-                "name": store_name,
-                "host": self.pg.host,
-                "port": self.pg.port,
-                "user": self.pg.user,
-                "password": {"env": PG_ENV},
-                "database": database,
-                "bin_dir": str(self.pg.bin_dir),
-                "jobs": 2,
-                **extra,
-            }
-        return {
-            "kind": "mysql",
-            "name": store_name,
-            "host": self.my.host,
-            "port": self.my.port,
-            "user": self.my.user,
-            "password": {"env": MY_ENV},
-            "databases": [database],
-            **extra,
-        }
+        k = self.kind(kind)
+        return k.store_config(store_name, database, **{**k.bench_settings, **extra})
 
     def tool_env(self, kind: str) -> dict[str, str]:
         """Environment for the raw tools: the password never goes on argv."""
-        env = dict(os.environ)
-        if kind == "postgres":
-            env["PGPASSWORD"] = self.pg.password
-        else:
-            env["MYSQL_PWD"] = self.my.password
-        return env
+        return self.kind(kind).tool_env()
 
     def tool_conn_args(self, kind: str) -> list[str]:
-        if kind == "postgres":
-            return ["-h", self.pg.host, "-p", str(self.pg.port), "-U", self.pg.user, "-w"]
-        return [f"--host={self.my.host}", f"--port={self.my.port}", "--protocol=TCP",
-                f"--user={self.my.user}"]  # fmt: skip
+        return self.kind(kind).tool_conn_args()

@@ -18,26 +18,13 @@ import argparse
 import json
 import sys
 
-from bench.env import MY_ENV, PG_ENV
+from bench.env import PASSWORD_ENVS
 
 
 def _db(kind: str, host: str, port: int, user: str, password: str, name: str):
-    import psycopg
-    import pymysql
+    from harness.kinds import KINDS, Endpoint
 
-    from harness.bank_app import Db
-
-    if kind == "postgres":
-
-        def connect_pg():
-            return psycopg.connect(host=host, port=port, user=user, password=password, dbname=name)
-
-        return Db(name, connect_pg, kind)
-
-    def connect_my():
-        return pymysql.connect(host=host, port=port, user=user, password=password, database=name)
-
-    return Db(name, connect_my, kind)
+    return KINDS[kind](Endpoint(host, port, user, password)).db(name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--writers", type=int, default=4)
     p.add_argument("--acks", required=True)
     a = p.parse_args(argv)
-    password = os.environ[PG_ENV if a.kind == "postgres" else MY_ENV]
+    password = os.environ[PASSWORD_ENVS[a.kind]]
     ledger_db = _db(a.kind, a.host, a.port, a.user, password, a.ledger_db)
     auditor_db = _db(a.kind, a.host, a.port, a.user, password, a.auditor_db)
     ledger, auditor = start_gate_cluster(2), start_gate_cluster(1)

@@ -41,6 +41,7 @@ import httpx
 import yaml
 
 from bench.progress import T0, say
+from harness.kinds import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench-overhead"
@@ -48,7 +49,7 @@ VAR = ROOT / "var" / "bench-overhead"
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.prefect_overhead", description=__doc__)
-    p.add_argument("--kind", default="postgres", choices=["postgres", "mysql"])
+    p.add_argument("--kind", default="postgres", choices=sorted(KINDS))
     p.add_argument("--runs", type=int, default=10, help="recorded in-process backups")
     p.add_argument("--worker-runs", type=int, default=5, help="recorded backups by the worker")
     p.add_argument("--size", default="1MB", help="bulk table size of the ledger database")
@@ -194,10 +195,9 @@ def write_environment(directory: Path, site_file: Path) -> None:
     target = {
         "replace": True,
         "stores": {
-            s["name"]: {"database": s["database"] + "_drill"}
-            if s["kind"] == "postgres"
-            else {"database_map": {d: d + "_drill" for d in s["databases"]}}
+            s["name"]: KINDS[s["kind"]].moved_to(database, database + "_drill")
             for s in stores
+            for database in [s.get("database") or s["databases"][0]]
         },
     }
     (directory / "drill-target.yaml").write_text(yaml.safe_dump(target))
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     server = worker = load = None
     try:
         kind = args.kind
-        results["meta"]["versions"] = env.pg.version if kind == "postgres" else env.my.version
+        results["meta"]["versions"] = env.kind(kind).version
         ledger_db, auditor_db = "ovh_ledger", "ovh_auditor"
         for db in (ledger_db, auditor_db):
             env.create_db(kind, db)

@@ -35,7 +35,7 @@ class Load:
     def start(
         cls, env: Servers, kind: str, ledger_db: str, auditor_db: str, writers: int, work: Path
     ) -> Load:
-        server = env.pg if kind == "postgres" else env.my
+        server = env.kind(kind).server
         acks_path = work / "acks.json"
         proc = subprocess.Popen(
             [

@@ -21,12 +21,13 @@ from bench.env import Servers
 from bench.raw import raw_dump, raw_restore, size_on_disk
 
 
-def _store(env: Servers, kind: str, database: str, **extra):
+def _store(env: Servers, kind: str, database: str, /, **extra):
     from pausepoint.secrets import SecretResolver
     from pausepoint.stores import StoreConfig, open_store
 
+    # extra last: a restore target's settings replace the live ones (database, database_map)
     config = TypeAdapter(StoreConfig).validate_python(
-        env.store_config(kind, "ledger-store", database, **extra)
+        {**env.store_config(kind, "ledger-store", database), **extra}
     )
     return open_store(config, SecretResolver())
 
@@ -41,10 +42,7 @@ def ours_capture(env: Servers, kind: str, db: str, workdir: Path):
 
 
 def ours_restore(env: Servers, kind: str, db: str, capture, source: Path, fresh: str) -> float:
-    if kind == "postgres":
-        store = _store(env, kind, fresh)
-    else:
-        store = _store(env, kind, db, database_map={db: fresh})
+    store = _store(env, kind, db, **env.kind(kind).moved_to(db, fresh))
     t0 = time.monotonic()
     store.restore(capture, source, replace=False)
     return time.monotonic() - t0

@@ -113,7 +113,7 @@ def _points(args: argparse.Namespace, site: Site) -> int:
             print(json.dumps([p.model_dump(mode="json") for p in points], indent=2))
             return 0
         if not points:
-            print(f"site {site.site}: no readable restore points in {site.catalog.path}")
+            print(f"site {site.site}: no readable restore points in {site.catalog.describe()}")
         for p in points:
             stores = sum(len(c.stores) for c in p.components.values())
             size = sum(s.total_bytes for c in p.components.values() for s in c.stores)

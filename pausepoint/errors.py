@@ -41,6 +41,12 @@ class SecretError(ConfigError):
     """A secret reference could not be resolved."""
 
 
+class CredentialsError(SecretError):
+    """Cloud credentials a store or catalog needs (``pausepoint.credentials``) cannot be made:
+    an AWS profile that the config files do not have, or a Prefect credentials block whose
+    fields are incomplete. The message names the credentials (never a secret) and the fix."""
+
+
 class InlineSecretError(ConfigError):
     """A restore or drill target file gives a secret inline; it must name it by reference
     ({env: VAR} or {block: NAME}). The message never repeats the value."""
@@ -161,6 +167,12 @@ class CatalogError(PausepointError):
     """The catalog cannot be read or written."""
 
     exit_code = 8
+
+
+class CatalogConflictError(CatalogError):
+    """A conditional catalog write lost a race: the record was created, changed or removed by
+    someone else since it was read (two runs registering one point, a run and the watchdog
+    ending one lease at once). The caller re-reads and decides again; it never overwrites."""
 
 
 class RestorePointNotFoundError(CatalogError):

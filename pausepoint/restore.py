@@ -76,8 +76,14 @@ def inline_secrets(stores: Any) -> list[tuple[str, str]]:
         for store, overrides in stores.items()
         if isinstance(overrides, dict)
         for key, value in overrides.items()
-        if _SECRET_KEY.search(str(key)) and not _is_reference(value)
+        if _SECRET_KEY.search(str(key)) and not _is_reference(value) and not _is_structured(value)
     ]
+
+
+def _is_structured(value: Any) -> bool:
+    """Structured credentials ({source: ...}, pausepoint.credentials): their own model refuses
+    an inline part, naming it without its value."""
+    return isinstance(value, dict) and "source" in value
 
 
 def _inline_secret_message(found: list[tuple[str, str]]) -> str:

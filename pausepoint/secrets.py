@@ -1,7 +1,9 @@
 """Secrets by reference: a site file names where a secret lives, never the secret itself.
 
 The core resolves ``env`` references itself; ``block`` references (Prefect Secret blocks) are
-resolved by a resolver the tasks layer passes in, so this package never imports Prefect.
+resolved by a resolver the tasks layer passes in, so this package never imports Prefect. The
+same resolver reads Prefect credentials blocks (prefect-aws, prefect-azure) for the structured
+credentials of ``pausepoint.credentials``, through a block reader the tasks layer passes in too.
 """
 
 from __future__ import annotations
@@ -48,16 +50,40 @@ class SecretRef(BaseModel):
 
 
 BlockResolver = Callable[[str], str]
+# (block type slug, block name) -> the block's fields, secret fields as plain values.
+CredentialsBlockReader = Callable[[str, str], dict[str, Any]]
 
 
 class SecretResolver:
     """Turns a SecretRef into a SecretStr; environment always, blocks when given a resolver."""
 
     def __init__(
-        self, block_resolver: BlockResolver | None = None, environ: dict[str, str] | None = None
+        self,
+        block_resolver: BlockResolver | None = None,
+        environ: dict[str, str] | None = None,
+        credentials_block_reader: CredentialsBlockReader | None = None,
     ):
         self._block_resolver = block_resolver
         self._environ = os.environ if environ is None else environ
+        self._credentials_block_reader = credentials_block_reader
+
+    def credentials_block(self, block_type: str, name: str) -> dict[str, Any]:
+        """The fields of the Prefect block ``name`` of type ``block_type`` (a slug such as
+        ``aws-credentials``), secrets included; SecretError naming the block when it cannot."""
+        what = f"Prefect {block_type} block {name!r}"
+        if self._credentials_block_reader is None:
+            raise SecretError(
+                f"the {what} needs Prefect to resolve; run through the Prefect flows "
+                "(pausepoint CLI does) or give the credentials another source"
+            )
+        try:
+            return dict(self._credentials_block_reader(block_type, name))
+        except Exception as exc:  # the block API raises ValueError, ObjectNotFound, HTTP errors
+            raise SecretError(
+                f"could not load the {what}: {type(exc).__name__}; create it (Prefect UI: "
+                f"Blocks, or `prefect block create {block_type}` once its collection is "
+                "registered) or fix the name in the site file"
+            ) from exc
 
     def __call__(self, ref: SecretRef | None) -> SecretStr | None:
         if ref is None:

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from pausepoint.catalog.config import LocalCatalogConfig
+from pausepoint.catalog.registry import CatalogConfig
 from pausepoint.errors import ConfigError
 from pausepoint.stores import registry
 from pausepoint.stores.base import StoreConfigBase
@@ -147,17 +149,15 @@ class ClockSettings(BaseModel):
     required: bool = False
 
 
-class CatalogSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    path: Path = Field(description="catalog directory (restore points, artifacts, leases)")
+# The local driver's settings, under their name from before drivers (``catalog: {path: DIR}``).
+CatalogSettings = LocalCatalogConfig
 
 
 class Site(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     site: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="the site's name")
-    catalog: CatalogSettings
+    catalog: CatalogConfig = Field(description="where restore points live: {driver: local, path}")
     pause: PauseSettings = PauseSettings()
     clock: ClockSettings = ClockSettings()
     ledger: Component
@@ -232,8 +232,4 @@ def load_site(path: str | Path) -> Site:
     data = load_yaml(path, f"site file {path}")
     site = parse_site(data, source=f"site file {path}")
     # A relative catalog path is relative to the site file, not to wherever pausepoint runs.
-    if not site.catalog.path.is_absolute():
-        site = site.model_copy(
-            update={"catalog": CatalogSettings(path=(path.parent / site.catalog.path).resolve())}
-        )
-    return site
+    return site.model_copy(update={"catalog": site.catalog.relative_to(path.parent)})

@@ -17,7 +17,9 @@ from tasks._step import step
 def load_site(site_file: str) -> Site:
     site = _load_site(site_file)
     comps = {name: len(c.stores) for name, c in site.components().items()}
-    get_run_logger().info("site %s: components %s, catalog %s", site.site, comps, site.catalog.path)
+    get_run_logger().info(
+        "site %s: components %s, catalog %s", site.site, comps, site.catalog.describe()
+    )
     return site
 
 

@@ -1,25 +1,25 @@
 """The catalog: restore points, their artifacts and leases (see ``base.Catalog``).
 
-``open_catalog`` picks the driver from the site's catalog settings, so flows and the CLI never
-name a back end. Today that is a local directory; an S3 driver plugs in beside ``LocalDriver``.
+``open_catalog`` picks the driver from the site's catalog settings (``catalog: {driver: ...}``,
+``registry.DRIVERS``), so flows and the CLI never name a back end.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pausepoint.catalog.base import Catalog, LeaseScan, PendingPoint, PointScan, Unreadable
+from pausepoint.catalog.config import CatalogConfigBase, LocalCatalogConfig
 from pausepoint.catalog.drills import DrillCheck, DrillRecord
-from pausepoint.catalog.driver import CatalogDriver, FileInfo
+from pausepoint.catalog.driver import ArtifactWriter, CatalogDriver, FileInfo, Versioned
 from pausepoint.catalog.lease import Lease, LeaseState
 from pausepoint.catalog.local import LocalDriver
 from pausepoint.catalog.manifest import RestorePoint
-
-if TYPE_CHECKING:
-    from pausepoint.site import CatalogSettings
+from pausepoint.catalog.registry import CatalogConfig, open_driver
 
 __all__ = [
+    "ArtifactWriter",
     "Catalog",
+    "CatalogConfig",
+    "CatalogConfigBase",
     "CatalogDriver",
     "DrillCheck",
     "DrillRecord",
@@ -27,15 +27,17 @@ __all__ = [
     "Lease",
     "LeaseScan",
     "LeaseState",
+    "LocalCatalogConfig",
     "LocalDriver",
     "PendingPoint",
     "PointScan",
     "RestorePoint",
     "Unreadable",
+    "Versioned",
     "open_catalog",
 ]
 
 
-def open_catalog(settings: CatalogSettings) -> Catalog:
-    """The catalog a site's settings describe."""
-    return Catalog(LocalDriver(settings.path))
+def open_catalog(settings: CatalogConfigBase) -> Catalog:
+    """The catalog a site's settings describe, over the driver they name."""
+    return Catalog(open_driver(settings))

@@ -20,17 +20,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from pausepoint.catalog import layout
 from pausepoint.catalog.drills import DrillRecord, dump_drill, parse_drill
-from pausepoint.catalog.driver import CatalogDriver
+from pausepoint.catalog.driver import ArtifactWriter, CatalogDriver, Versioned
 from pausepoint.catalog.lease import Lease, LeaseState, dump_lease, parse_lease
 from pausepoint.catalog.manifest import RestorePoint, dump_manifest, parse_manifest
 from pausepoint.catalog.restores import RestoreJournalRecord, dump_journal, parse_journal
 from pausepoint.errors import (
+    CatalogConflictError,
     CatalogError,
     CorruptArtifactError,
     LeaseError,
@@ -46,6 +49,9 @@ _IDS_SHOWN = 10
 # How many full ids a shortened id's message lists.
 _MATCHES_SHOWN = 5
 _ID_ATTEMPTS = 20
+# A conditional lease write that keeps losing (a heartbeat every few seconds cannot cause this
+# many) means something rewrites the lease in a loop.
+_LEASE_ATTEMPTS = 20
 # A run writes its staging all the time (the copy streams into it); one that wrote nothing for
 # this long (three missed lease heartbeats) and whose run is gone is not coming back to it.
 STAGING_IDLE = timedelta(seconds=15)
@@ -163,8 +169,16 @@ class Catalog:
                 f"{len(problems)} artifact problem(s): {'; '.join(problems)}. This backup is "
                 "unusable; check the store's capture and the catalog's disk, then back up again."
             )
-        # The finish marker: written last, atomically.
-        self.driver.write_atomic(manifest, dump_manifest(point))
+        # The finish marker: written last, atomically, and only if no one else wrote one.
+        try:
+            self.driver.create_if_absent(manifest, dump_manifest(point))
+        except CatalogConflictError:
+            raise CatalogConflictError(
+                f"restore point {point.id} of site {point.site!r} was registered by another "
+                f"writer meanwhile ({self.driver.location(manifest)}); it is already registered "
+                "and restore points are never rewritten. Check that only one backup of the "
+                "site runs at a time."
+            ) from None
         log.info("registered restore point %s of site %s", point.id, point.site)
 
     def discard(self, pending: PendingPoint) -> bool:
@@ -301,6 +315,34 @@ class Catalog:
     def store_dir(self, site: str, point_id: str, component: str, store: str) -> Path:
         """The local directory holding one store's artifacts (the restore's source)."""
         return self.driver.fetch_dir(layout.store_key(site, point_id, component, store))
+
+    def _artifact_key(self, site: str, point_id: str, component: str, store: str, path: str) -> str:
+        if not layout.safe_relative(path):
+            raise CatalogError(
+                f"artifact path {path!r} of store {store!r} leaves the store's directory: use a "
+                "relative path without '..'"
+            )
+        return f"{layout.store_key(site, point_id, component, store)}/{path}"
+
+    def write_artifact(
+        self, pending: PendingPoint, component: str, store: str, path: str
+    ) -> AbstractContextManager[ArtifactWriter]:
+        """Stream one artifact of a pending point into the catalog, hashed on the way::
+
+            with catalog.write_artifact(pending, "ledger", "ledger-pg", "dump.sql") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+            Artifact(path="dump.sql", size=out.size, sha256=out.sha256)
+
+        It appears complete when the block ends, or not at all."""
+        key = self._artifact_key(pending.site, pending.id, component, store, path)
+        return self.driver.open_write(key)
+
+    def open_artifact(
+        self, site: str, point_id: str, component: str, store: str, path: str
+    ) -> AbstractContextManager[BinaryIO]:
+        """One artifact of a point as a file-like object, read in chunks.
+        FileNotFoundError when it is missing."""
+        return self.driver.open_read(self._artifact_key(site, point_id, component, store, path))
 
     # --- verifying --------------------------------------------------------------------------
 
@@ -484,55 +526,93 @@ class Catalog:
 
     # --- leases -----------------------------------------------------------------------------
 
+    def _lease_record(self, site: str, run_id: str) -> tuple[Versioned, Lease]:
+        """A lease as stored (with its version, for a conditional rewrite) and as parsed.
+        FileNotFoundError when there is none; LeaseError when it cannot be used."""
+        stored = self.driver.read_versioned(layout.lease_key(site, run_id))
+        return stored, self._parse_lease(site, run_id, stored.data)
+
+    def _parse_lease(self, site: str, run_id: str, data: bytes) -> Lease:
+        where = self.driver.location(layout.lease_key(site, run_id))
+        lease = parse_lease(data, where)
+        if (lease.site, lease.run_id) != (site, run_id):
+            raise LeaseError(
+                f"lease {where} belongs to run {lease.run_id!r} of site {lease.site!r}: it was "
+                "copied or renamed; put it back under its own name"
+            )
+        return lease
+
     def _read_lease(self, site: str, run_id: str, missing_ok: bool = False) -> Lease:
         """The lease of one run; LeaseError when there is none or it cannot be used (with
         ``missing_ok``, FileNotFoundError when there is none)."""
-        key = layout.lease_key(site, run_id)
         try:
-            data = self.driver.read_bytes(key)
+            return self._lease_record(site, run_id)[1]
         except FileNotFoundError:
             if missing_ok:
                 raise
             raise LeaseError(
                 f"site {site!r} has no lease for run {run_id!r} "
-                f"({self.driver.location(key)}); list them with Catalog.list_leases"
+                f"({self.driver.location(layout.lease_key(site, run_id))}); list them with "
+                "Catalog.list_leases"
             ) from None
-        lease = parse_lease(data, self.driver.location(key))
-        if (lease.site, lease.run_id) != (site, run_id):
-            raise LeaseError(
-                f"lease {self.driver.location(key)} belongs to run {lease.run_id!r} of site "
-                f"{lease.site!r}: it was copied or renamed; put it back under its own name"
-            )
-        return lease
 
-    def _write_lease(self, lease: Lease) -> None:
+    def _put_lease(self, lease: Lease, version: str | None) -> None:
+        """Create the lease (``version`` None) or replace the very record ``version`` names.
+        CatalogConflictError when someone else wrote it first: nothing was overwritten."""
         key = layout.lease_key(lease.site, lease.run_id)
         try:
-            self.driver.write_atomic(key, dump_lease(lease))
+            if version is None:
+                self.driver.create_if_absent(key, dump_lease(lease))
+            else:
+                self.driver.replace_if_unchanged(key, dump_lease(lease), version)
+        except CatalogConflictError:
+            raise
         except CatalogError as exc:
             raise LeaseError(
                 f"lease of run {lease.run_id!r} (site {lease.site!r}, nodes "
                 f"{', '.join(lease.nodes)}) could not be written: {exc}"
             ) from exc
 
+    def _lease_race_lost(self, site: str, run_id: str) -> LeaseError:
+        return LeaseError(
+            f"lease of run {run_id!r} of site {site!r} "
+            f"({self.driver.location(layout.lease_key(site, run_id))}) was rewritten by someone "
+            f"else {_LEASE_ATTEMPTS} times while this write was retried: something rewrites it "
+            "in a loop (two runs with one run id?); stop it, then check the lease"
+        )
+
     def write_lease(self, lease: Lease) -> Lease:
-        """Write (or extend) an active lease. Before any node is paused."""
+        """Write (or extend) an active lease. Before any node is paused, then as heartbeat.
+
+        Conditional: a lease that the watchdog (or the run's own timer) ended since it was read
+        is never made active again; the write is refused with LeaseError instead."""
         if lease.state != "active":
             raise LeaseError(
                 f"a new lease must be active, not {lease.state!r}; use release_lease or "
                 "mark_broken to end one"
             )
-        try:
-            old = self._read_lease(lease.site, lease.run_id)
-        except LeaseError:
-            old = None  # none yet (a damaged one is replaced by the fresh record)
-        if old is not None and old.state != "active":
-            raise LeaseError(
-                f"run {lease.run_id!r} of site {lease.site!r} already ended its lease "
-                f"({old.state}); a run takes one lease, so start a new run"
-            )
-        self._write_lease(lease)
-        return lease
+        key = layout.lease_key(lease.site, lease.run_id)
+        for _ in range(_LEASE_ATTEMPTS):
+            try:
+                stored = self.driver.read_versioned(key)
+            except FileNotFoundError:
+                stored = None
+            if stored is not None:
+                try:
+                    old = self._parse_lease(lease.site, lease.run_id, stored.data)
+                except LeaseError:
+                    old = None  # damaged: the fresh record replaces it
+                if old is not None and old.state != "active":
+                    raise LeaseError(
+                        f"run {lease.run_id!r} of site {lease.site!r} already ended its lease "
+                        f"({old.state}); a run takes one lease, so start a new run"
+                    )
+            try:
+                self._put_lease(lease, stored.version if stored is not None else None)
+            except CatalogConflictError:
+                continue  # someone wrote it since we read it: decide again on what is there
+            return lease
+        raise self._lease_race_lost(lease.site, lease.run_id)
 
     def get_lease(self, site: str, run_id: str) -> Lease:
         return self._read_lease(site, run_id)
@@ -540,17 +620,35 @@ class Catalog:
     def _end_lease(
         self, site: str, run_id: str, state: LeaseState, reason: str | None, now: datetime | None
     ) -> Lease:
-        lease = self._read_lease(site, run_id)
-        if lease.state != "active":
-            # Already ended: keep the first record (who unpaused, and why).
-            log.info("lease of run %s of site %s is already %s", run_id, site, lease.state)
-            return lease
-        ended = lease.model_copy(
-            update={"state": state, "broken_reason": reason, "updated_at": now or datetime.now(UTC)}
-        )
-        ended = Lease.model_validate(ended.model_dump())  # re-check the invariants
-        self._write_lease(ended)
-        return ended
+        # Read, decide, replace-if-unchanged: when the run and the watchdog end one lease at
+        # once, exactly one write lands; the other re-reads and returns the first record.
+        for _ in range(_LEASE_ATTEMPTS):
+            try:
+                stored, lease = self._lease_record(site, run_id)
+            except FileNotFoundError:
+                self._read_lease(site, run_id)  # LeaseError naming the run
+                continue  # it came back meanwhile
+            if lease.state != "active":
+                # Already ended: keep the first record (who unpaused, and why).
+                log.info("lease of run %s of site %s is already %s", run_id, site, lease.state)
+                return lease
+            ended = lease.model_copy(
+                update={
+                    "state": state,
+                    "broken_reason": reason,
+                    "updated_at": now or datetime.now(UTC),
+                }
+            )
+            ended = Lease.model_validate(ended.model_dump())  # re-check the invariants
+            try:
+                self._put_lease(ended, stored.version)
+            except CatalogConflictError:
+                log.info(
+                    "lease of run %s of site %s changed meanwhile: reading it again", run_id, site
+                )
+                continue
+            return ended
+        raise self._lease_race_lost(site, run_id)
 
     def release_lease(self, site: str, run_id: str, now: datetime | None = None) -> Lease:
         """The run unpaused every node: the lease is done. Returns the lease as stored (a lease
@@ -638,9 +736,10 @@ class Catalog:
         if moved != before and self._lease_is_valid(site, damaged.id, moved):
             # A run rewrote its lease between our read and the move: give it back (unless it
             # wrote again since), it is a live record, not the damaged one.
-            if not self.driver.exists(key):
-                self.driver.write_atomic(key, moved)
-            self.driver.delete(target)
+            try:
+                self.driver.move(target, key)
+            except CatalogConflictError:
+                self.driver.delete(target)  # a newer record is in place already
             log.info("lease file %s was rewritten while moved aside: put back", where)
             return None
         log.warning("quarantined damaged lease file %s to %s", where, self.driver.location(target))
@@ -648,7 +747,7 @@ class Catalog:
 
     def _lease_is_valid(self, site: str, run_id: str, data: bytes) -> bool:
         try:
-            lease = parse_lease(data, self.driver.location(layout.lease_key(site, run_id)))
+            self._parse_lease(site, run_id, data)
         except (LeaseError, CatalogError):
             return False
-        return (lease.site, lease.run_id) == (site, run_id)
+        return True

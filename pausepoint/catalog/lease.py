@@ -7,9 +7,11 @@ released and broken leases are kept as history (prune removes them). While its w
 the run rewrites the lease every ``heartbeat_s`` (``heartbeat_at``), so a run that was killed
 outright is known to be gone even where its orchestrator still reports it running.
 
-Each write is atomic, but a transition is read-then-write without a lock: when the run and the
-watchdog end the same lease at once, the last writer's record stays. Both have unpaused by then;
-a run whose lease was broken under it is caught by CheckPaused before its window closes.
+Every write is conditional (``Catalog.write_lease``, ``Catalog._end_lease``): a lease is created
+only if absent and rewritten only if unchanged since it was read (the driver's
+``replace_if_unchanged``). When the run and the watchdog end the same lease at once, exactly one
+transition lands; the other re-reads and returns that first record. A heartbeat never makes a
+lease the watchdog broke active again (LeaseError instead).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""MysqlStore against a private MariaDB server: snapshot opened inside open_capture, capture
-under load, restore with renamed databases, refusals."""
+"""MysqlStore: what only the mysql kind does (the dump's word that its snapshot is open, the
+option file in memory, users and TLS). What every kind does (capture under load, restore,
+refusals, fingerprints, abort, check) is in the store contract suite, tests/contract/, which
+runs for this kind through ``tests/contract/adapters.MysqlAdapter``."""
 
 from __future__ import annotations
 
@@ -7,27 +9,17 @@ import re
 import time
 import uuid
 
-import pymysql
 import pytest
 
 from harness.servers import MysqlServer
-from pausepoint.errors import (
-    CaptureError,
-    CorruptArtifactError,
-    StoreCheckError,
-    TargetNotEmptyError,
-    ToolMissingError,
-)
+from pausepoint.errors import CaptureError, StoreCheckError
 from pausepoint.secrets import SecretRef, SecretResolver
 from pausepoint.stores import mysql
 from pausepoint.stores.mysql import MysqlStore, is_post_snapshot
 from pausepoint.stores.mysql_config import MysqlConfig
-from tests.support.workload import TransferWriter
+from tests.contract.adapters import ACCOUNTS, MysqlAdapter
 
 pytestmark = pytest.mark.integration
-
-ACCOUNTS = 200
-INITIAL = 1_000
 
 
 def make_store(
@@ -47,92 +39,14 @@ def make_store(
 
 
 @pytest.fixture
-def dbs(mysql_server: MysqlServer) -> list[str]:
-    """A ledger database and a coordinator database, like ScalarDL on multi-storage."""
-    suffix = uuid.uuid4().hex[:8]
-    ledger, coord = f"ledger_{suffix}", f"coord_{suffix}"
-    with mysql_server.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {ledger} CHARACTER SET utf8mb4")
-        cur.execute(f"CREATE DATABASE {coord}")
-        cur.execute(
-            f"CREATE TABLE {ledger}.account (id INT PRIMARY KEY, balance BIGINT NOT NULL, "
-            "note TEXT NULL, data BLOB, updated TIMESTAMP(6) NULL, ratio DOUBLE) ENGINE=InnoDB"
-        )
-        cur.execute(
-            f"CREATE TABLE {coord}.transfer (tx_id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-            "account INT NOT NULL, amount BIGINT NOT NULL) ENGINE=InnoDB"
-        )
-        cur.execute(f"CREATE TABLE {coord}.zz_marker (v VARCHAR(64)) ENGINE=InnoDB")
-        cur.execute(
-            f"INSERT INTO {ledger}.account SELECT seq, {INITIAL}, "
-            "IF(seq % 3 = 0, NULL, CONCAT('n', seq, '\\n''quoted''')), UNHEX(MD5(seq)), "
-            f"NOW(6), seq / 7 FROM {ledger}.seq_0_to_{ACCOUNTS - 1}"
-        )
-    return [ledger, coord]
-
-
-def transfer_sql(dbs: list[str]):
-    ledger, coord = dbs
-
-    def transfer(conn: pymysql.Connection, account: int, amount: int) -> None:
-        # One transaction over both databases.
-        with conn.cursor() as cur:
-            cur.execute("BEGIN")
-            cur.execute(
-                f"UPDATE {ledger}.account SET balance = balance - %s, updated = NOW(6) "
-                "WHERE id = %s",
-                (amount, account),
-            )
-            cur.execute(
-                f"INSERT INTO {coord}.transfer (account, amount) VALUES (%s, %s)",
-                (account, amount),
-            )
-            cur.execute("COMMIT")
-
-    return transfer
-
-
-def invariant(server: MysqlServer, dbs: list[str]) -> tuple[int, int]:
-    ledger, coord = dbs
-    with server.connect() as conn, conn.cursor() as cur:
-        cur.execute(
-            f"SELECT (SELECT SUM(balance) FROM {ledger}.account) "
-            f"+ (SELECT COALESCE(SUM(amount), 0) FROM {coord}.transfer), "
-            f"(SELECT COUNT(*) FROM {coord}.transfer)"
-        )
-        total, moved = cur.fetchone()
-    return int(total), int(moved)
+def dbs(request) -> list[str]:
+    """The contract's bank place: a ledger database and a coordinator database, like ScalarDL
+    on multi-storage."""
+    return list(MysqlAdapter(request).bank().databases)
 
 
 def renamed(dbs: list[str], tag: str) -> dict[str, str]:
     return {d: f"{d}_{tag}" for d in dbs}
-
-
-@pytest.mark.parametrize("gzip_level", [0, 1], ids=["plain", "gzip1"])
-def test_capture_under_writer_restores_the_exact_snapshot(mysql_server, dbs, tmp_path, gzip_level):
-    store = make_store(mysql_server, dbs, gzip_level=gzip_level)
-    seen: list[int] = []
-    with TransferWriter(lambda: mysql_server.connect(), transfer_sql(dbs), ACCOUNTS) as writer:
-        writer.wait_for(50)
-        # As the backup flow does: the snapshot opens inside a pause.
-        with writer.paused():
-            handle = store.open_capture(tmp_path / "cap")
-        writer.wait_for(writer.committed + 50)  # writes continue after the unpause
-        result = store.finish_capture(handle, progress=lambda _s, n: seen.append(n))
-    assert result.method == "mariadb-dump-single-transaction"
-    assert [a.path for a in result.artifacts] == ["dump.sql.gz" if gzip_level else "dump.sql"]
-    assert seen and seen[-1] == result.artifacts[0].size
-    assert {f"{dbs[0]}.account", f"{dbs[1]}.transfer"} <= set(result.fingerprint)
-
-    mapping = renamed(dbs, "copy")
-    target = make_store(mysql_server, dbs, database_map=mapping)
-    target.check_restore_target(result, replace=False)
-    target.restore(result, tmp_path / "cap", replace=False)
-
-    assert target.fingerprint() == result.fingerprint
-    total, moved = invariant(mysql_server, list(mapping.values()))
-    assert total == ACCOUNTS * INITIAL
-    assert 0 < moved < invariant(mysql_server, dbs)[1]  # the snapshot, not the end state
 
 
 @pytest.fixture(scope="module")
@@ -149,36 +63,6 @@ def big_dbs(mysql_server: MysqlServer) -> list[str]:
         )
         cur.execute(f"CREATE TABLE {late}.marker (v VARCHAR(64))")
     return [big, late]
-
-
-def test_capture_without_pause_fingerprints_the_dumps_own_snapshot(mysql_server, dbs, tmp_path):
-    """A site on one store is backed up without a pause, the writer never stops: the
-    fingerprint comes from the dump itself, so it is that snapshot's, whatever commits."""
-    store = make_store(mysql_server, dbs)
-    with TransferWriter(lambda: mysql_server.connect(), transfer_sql(dbs), ACCOUNTS) as writer:
-        writer.wait_for(50)
-        handle = store.open_capture(tmp_path / "cap")  # the writer keeps going
-        writer.wait_for(writer.committed + 50)
-        result = store.finish_capture(handle)
-    assert result.fingerprint_method == MysqlStore.fingerprint_method
-    assert "commit_guard" not in result.details
-
-    target = make_store(mysql_server, dbs, database_map=renamed(dbs, "nopause"))
-    target.restore(result, tmp_path / "cap", replace=False)
-    assert target.fingerprint() == result.fingerprint
-    assert invariant(mysql_server, list(renamed(dbs, "nopause").values()))[0] == ACCOUNTS * INITIAL
-
-
-def test_open_capture_is_fast_on_a_large_table(mysql_server, big_dbs, tmp_path):
-    store = make_store(mysql_server, big_dbs)
-    store.check()  # caches the tool version, as the backup flow's preflight does
-    started = time.monotonic()
-    handle = store.open_capture(tmp_path / "cap")
-    elapsed = time.monotonic() - started
-    store.abort_capture(handle)
-    store.abort_capture(handle)  # idempotent
-    assert elapsed < 2.0
-    assert handle.dump.poll() is not None  # the aborted dump is gone
 
 
 @pytest.mark.parametrize("signal", ["dump said", "processlist"])
@@ -298,19 +182,16 @@ def pausepoint_connections(server: MysqlServer) -> int:
         return int(cur.fetchone()[0])
 
 
-def test_prepared_capture_released_unopened_leaves_nothing_behind(mysql_server, dbs, tmp_path):
+def test_prepared_capture_holds_its_option_file_in_memory_until_released(
+    mysql_server, dbs, tmp_path
+):
+    """That a release frees every connection is in the contract suite; here: what it frees."""
     store = make_store(mysql_server, dbs)
-    before = pausepoint_connections(mysql_server)
     prepared = store.prepare_capture(tmp_path / "cap")
     assert prepared.monitor is not None and prepared.monitor.open  # authenticated beforehand
-    assert pausepoint_connections(mysql_server) == before + 1
     assert not prepared.options.closed  # the option file, in memory
     prepared.release()
-    prepared.release()  # idempotent
-    assert pausepoint_connections(mysql_server) == before
-    assert prepared.options.closed
-    with pytest.raises(CaptureError, match="already released"):
-        store.open_capture(tmp_path / "cap", prepared)  # a late open never runs on it
+    assert prepared.options.closed and prepared.monitor is None
 
 
 def test_open_capture_that_fails_frees_its_preparation(mysql_server, tmp_path):
@@ -323,69 +204,6 @@ def test_open_capture_that_fails_frees_its_preparation(mysql_server, tmp_path):
     assert prepared.options.closed
     assert prepared.state == "taken" and prepared.monitor is None
     prepared.release()  # the open took it over: nothing left to free, no error
-
-
-def test_restore_into_non_empty_target_is_refused_then_replaced(mysql_server, dbs, tmp_path):
-    store = make_store(mysql_server, dbs)
-    result = store.finish_capture(store.open_capture(tmp_path / "cap"))
-    with mysql_server.connect() as conn:
-        transfer_sql(dbs)(conn, 1, 5)  # the live databases move on
-
-    with pytest.raises(TargetNotEmptyError) as err:
-        store.check_restore_target(result, replace=False)
-    text = str(err.value)
-    assert dbs[0] in text and "--replace" in text and f"{dbs[0]}.account" in text
-    with pytest.raises(TargetNotEmptyError):
-        store.restore(result, tmp_path / "cap", replace=False)
-
-    store.restore(result, tmp_path / "cap", replace=True)
-    assert store.fingerprint() == result.fingerprint
-    assert invariant(mysql_server, dbs) == (ACCOUNTS * INITIAL, 0)
-
-
-def test_restore_with_corrupt_artifact_is_refused_before_any_change(mysql_server, dbs, tmp_path):
-    result = make_store(mysql_server, dbs).finish_capture(
-        make_store(mysql_server, dbs).open_capture(tmp_path / "cap")
-    )
-    path = tmp_path / "cap" / result.artifacts[0].path
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    path.write_bytes(data)
-
-    mapping = renamed(dbs, "bad")
-    with pytest.raises(CorruptArtifactError, match=r"dump\.sql"):
-        make_store(mysql_server, dbs, database_map=mapping).restore(
-            result, tmp_path / "cap", replace=False
-        )
-    with mysql_server.connect() as conn, conn.cursor() as cur:
-        cur.execute("SHOW DATABASES LIKE %s", ("%_bad",))
-        assert cur.fetchall() == ()
-
-
-def test_check_reports_versions_and_databases(mysql_server, dbs):
-    facts = make_store(mysql_server, dbs).check()
-    assert "MariaDB" in facts["server_version"]
-    assert facts["tables"] == 3 and "mariadb-dump" in facts
-
-
-def test_check_with_wrong_password_says_so_without_the_password(mysql_server, dbs):
-    wrong = "not-the-Password-123"
-    with pytest.raises(StoreCheckError) as err:
-        make_store(mysql_server, dbs, password=wrong).check()
-    text = str(err.value)
-    assert "password" in text and "PP_TEST_MY_PASSWORD" in text and f"{mysql_server.port}" in text
-    assert wrong not in text and mysql_server.password not in text
-
-
-def test_check_with_missing_database_names_it(mysql_server, dbs):
-    with pytest.raises(StoreCheckError, match="nope_db"):
-        make_store(mysql_server, [*dbs, "nope_db"]).check()
-
-
-def test_check_with_empty_bin_dir_reports_missing_tool(mysql_server, dbs, tmp_path):
-    with pytest.raises(ToolMissingError) as err:
-        make_store(mysql_server, dbs, bin_dir=str(tmp_path)).check()
-    assert "mariadb-dump" in str(err.value) and "mariadb-client" in str(err.value)
 
 
 def test_capture_leaves_no_secret_file_behind(mysql_server, dbs, tmp_path):
@@ -446,87 +264,6 @@ def test_capture_and_restore_check_as_a_read_only_user(mysql_server, dbs, tmp_pa
 
 
 # --- the fingerprint ------------------------------------------------------------------------
-
-TYPED_ROWS = [
-    "(1, 'a', 'x', 0x000A0D5C27, '2024-01-01 12:00:00.5', 0.1, 1.50, '{\"k\": [1]}', 1)",
-    "(2, '', '', '', '1970-01-02 00:00:00', 0, 0, 'null', 0)",
-    "(3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
-    "(4, 'q''),(x\\\\', 'y', 'a),(b', NULL, 1e300, -1, '[]', 1)",
-]
-
-
-def typed_db(server: MysqlServer, rows: list[str], *statements: str) -> str:
-    db = f"typed_{uuid.uuid4().hex[:8]}"
-    with server.connect() as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {db} CHARACTER SET utf8mb4")
-        cur.execute(
-            f"CREATE TABLE {db}.typed (id INT PRIMARY KEY, note TEXT, label VARCHAR(20), "
-            "bin VARBINARY(20), ts TIMESTAMP(6) NULL, ratio DOUBLE, amount DECIMAL(10,3), "
-            "doc JSON, flag BOOLEAN) ENGINE=InnoDB"
-        )
-        cur.execute(f"CREATE TABLE {db}.empty (id INT) ENGINE=InnoDB")
-        cur.execute(f"INSERT INTO {db}.typed VALUES {', '.join(rows)}")
-        for statement in statements:
-            cur.execute(statement.format(db=db))
-    return db
-
-
-@pytest.fixture(scope="module")
-def typed_fingerprint(mysql_server):
-    db = typed_db(mysql_server, TYPED_ROWS)
-    return make_store(mysql_server, [db]).fingerprint()
-
-
-def test_fingerprint_is_the_same_whatever_the_insertion_order(mysql_server, typed_fingerprint):
-    db = typed_db(mysql_server, TYPED_ROWS[::-1])
-    assert make_store(mysql_server, [db]).fingerprint() == rekey(typed_fingerprint, db)
-    assert {k.split(".")[1]: v.rows for k, v in typed_fingerprint.items()} == {
-        "typed": 4,
-        "empty": 0,
-    }
-
-
-def rekey(fingerprint, db: str):
-    return {f"{db}.{k.split('.', 1)[1]}": v for k, v in fingerprint.items()}
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        "UPDATE {db}.typed SET note = 'b' WHERE id = 1",
-        "UPDATE {db}.typed SET note = NULL WHERE id = 2",  # '' -> NULL
-        "UPDATE {db}.typed SET note = '' WHERE id = 3",  # NULL -> ''
-        "UPDATE {db}.typed SET bin = 0x000A0D5C28 WHERE id = 1",
-        "UPDATE {db}.typed SET ts = '2024-01-01 12:00:00.500001' WHERE id = 1",
-        "UPDATE {db}.typed SET ratio = 1e-300 WHERE id = 2",  # 0 -> nearly 0
-        "UPDATE {db}.typed SET ratio = 1.0000000000000002e300 WHERE id = 4",  # the last bit
-        # Rows trade a value.
-        "UPDATE {db}.typed SET label = IF(id = 1, '', 'x') WHERE id IN (1, 2)",
-        "INSERT INTO {db}.typed (id) VALUES (5)",  # one extra row
-        "DELETE FROM {db}.typed WHERE id = 2",  # one missing row
-        "INSERT INTO {db}.empty VALUES (NULL)",
-    ],
-)
-def test_fingerprint_sees_every_difference(mysql_server, typed_fingerprint, change):
-    db = typed_db(mysql_server, TYPED_ROWS, change)
-    changed = make_store(mysql_server, [db]).fingerprint()
-    expected = rekey(typed_fingerprint, db)
-    table = f"{db}.empty" if ".empty" in change else f"{db}.typed"
-    assert changed[table] != expected[table]
-    assert {k: v for k, v in changed.items() if k != table} == {
-        k: v for k, v in expected.items() if k != table
-    }
-
-
-def test_fingerprint_of_a_capture_matches_its_restore_for_every_type(mysql_server, tmp_path):
-    db = typed_db(mysql_server, TYPED_ROWS)
-    store = make_store(mysql_server, [db])
-    result = store.finish_capture(store.open_capture(tmp_path / "cap"))
-    assert result.fingerprint == store.fingerprint()
-    target = make_store(mysql_server, [db], database_map={db: f"{db}_copy"})
-    target.restore(result, tmp_path / "cap", replace=False)
-    assert target.fingerprint() == result.fingerprint
-    assert target.fingerprint([f"{db}.typed"]) == {f"{db}.typed": result.fingerprint[f"{db}.typed"]}
 
 
 def test_connections_share_one_tls_context(mysql_server, dbs):

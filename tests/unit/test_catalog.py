@@ -191,13 +191,13 @@ def test_register_publishes_artifacts_before_the_manifest(catalog, monkeypatch):
     pending, point = stage(catalog)
     calls: list[str] = []
     driver = catalog.driver
-    real_publish, real_write = driver.publish, driver.write_atomic
+    real_publish, real_create = driver.publish, driver.create_if_absent
     monkeypatch.setattr(driver, "publish", lambda k: (calls.append("publish"), real_publish(k)))
     monkeypatch.setattr(
-        driver, "write_atomic", lambda k, d: (calls.append(f"write {k}"), real_write(k, d))
+        driver, "create_if_absent", lambda k, d: (calls.append(f"create {k}"), real_create(k, d))
     )
     catalog.register(pending, point)
-    assert calls == ["publish", f"write demo/points/{point.id}/manifest.json"]
+    assert calls == ["publish", f"create demo/points/{point.id}/manifest.json"]
     leftovers = [p.name for p in pending.staging.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # the temp file was renamed, not copied
 
@@ -267,7 +267,7 @@ def test_register_write_fails_before_rename_leaves_no_manifest_and_no_temp(catal
     def full_disk(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(local.os, "replace", full_disk)
+    monkeypatch.setattr(local.os, "link", full_disk)
     with pytest.raises(CatalogError) as info:
         catalog.register(pending, point)
     assert "No space left on device" in str(info.value)
@@ -279,7 +279,7 @@ def test_register_write_fails_before_rename_leaves_no_manifest_and_no_temp(catal
 
 def test_register_crash_between_artifacts_and_manifest_point_not_listed_and_swept(catalog):
     """A real crash: the process is SIGKILLed after the manifest's temp file is written and
-    synced, just before the rename that would make the point exist."""
+    synced, just before the link that would make the point exist."""
     root = catalog.driver.root
     child = textwrap.dedent(
         f"""
@@ -290,7 +290,7 @@ def test_register_crash_between_artifacts_and_manifest_point_not_listed_and_swep
         catalog = Catalog(LocalDriver({str(root)!r}))
         pending, point = stage(catalog)
         print(pending.id, flush=True)
-        local.os.replace = lambda src, dst: os.kill(os.getpid(), signal.SIGKILL)
+        local.os.link = lambda src, dst: os.kill(os.getpid(), signal.SIGKILL)
         catalog.register(pending, point)
         """
     )
@@ -687,7 +687,7 @@ def test_lease_write_failure_raises_lease_error_naming_nodes(catalog, monkeypatc
     def fail(key, data):
         raise CatalogError("cannot write x: Read-only file system")
 
-    monkeypatch.setattr(catalog.driver, "write_atomic", fail)
+    monkeypatch.setattr(catalog.driver, "create_if_absent", fail)
     with pytest.raises(LeaseError, match=r"ledger/10\.0\.0\.1:50053.*Read-only"):
         catalog.write_lease(lease())
 

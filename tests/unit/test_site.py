@@ -56,6 +56,39 @@ def test_load_site_valid_file_resolves_catalog_relative_to_file(tmp_path):
     assert site.needs_pause()
 
 
+@pytest.mark.parametrize(
+    "catalog", [{"path": "catalog"}, {"driver": "local", "path": "catalog"}], ids=["old", "driver"]
+)
+def test_catalog_with_or_without_driver_opens_the_local_driver(tmp_path, catalog):
+    from pausepoint.catalog import LocalDriver, open_catalog
+
+    site = load_site(write(tmp_path, site_dict(catalog=catalog)))
+    assert site.catalog.driver == "local"
+    assert site.catalog.describe() == str((tmp_path / "catalog").resolve())
+    driver = open_catalog(site.catalog).driver
+    assert isinstance(driver, LocalDriver) and driver.root == (tmp_path / "catalog").resolve()
+
+
+def test_catalog_absolute_path_is_kept(tmp_path):
+    site = load_site(write(tmp_path, site_dict(catalog={"driver": "local", "path": "/srv/cat"})))
+    assert site.catalog.path == Path("/srv/cat")
+
+
+@pytest.mark.parametrize(
+    ("catalog", "expected"),
+    [
+        ({"driver": "ftp", "path": "x"}, "catalog: catalog driver 'ftp' is not known; use one of"),
+        ({"driver": "local"}, "catalog.path: is required"),
+        ({"driver": "local", "path": "x", "bucket": "b"}, "catalog.bucket: is not a known"),
+        ("catalog", "catalog: should be a mapping"),
+    ],
+)
+def test_catalog_bad_settings_name_the_field_and_the_fix(catalog, expected):
+    with pytest.raises(ConfigError) as info:
+        parse_site(site_dict(catalog=catalog))
+    assert expected in str(info.value)
+
+
 def test_needs_pause_single_transactional_store_is_false():
     data = site_dict()
     data["ledger"]["stores"] = data["ledger"]["stores"][:1]

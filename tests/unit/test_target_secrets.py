@@ -81,3 +81,14 @@ def test_a_target_built_in_code_refuses_an_inline_secret_without_echoing_it():
         RestoreTarget(stores={"ledger-pg": {"password": SECRET}})
     assert "gives 'password' inline" in str(e.value)
     assert SECRET not in str(e.value) and SECRET not in repr(e.value)
+
+
+def test_structured_credentials_reach_their_own_model(tmp_path):
+    """`credentials: {source: ...}` (pausepoint.credentials) is not taken for an inline secret:
+    the kind's credentials model checks its parts, each by reference."""
+    target = load_target(
+        write(tmp_path, "stores:\n  ddb:\n    credentials: {source: profile, profile: backup}\n")
+    )
+    assert target.stores["ddb"]["credentials"] == {"source": "profile", "profile": "backup"}
+    with pytest.raises(InlineSecretError):
+        load_target(write(tmp_path, f"stores:\n  ddb:\n    credentials: {SECRET}\n"))
