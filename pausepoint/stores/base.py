@@ -239,6 +239,9 @@ class ArtifactSink(ABC):
     then describes. A remote catalog implements the same interface by streaming ``open`` and
     uploading what ``collect`` names."""
 
+    # The local directory the artifacts land in, for kinds whose tools need one (else None).
+    local_root: Path | None = None
+
     @abstractmethod
     def open(self, name: str) -> ArtifactWriter:
         """A new artifact ``name``, written through the returned writer."""
@@ -273,6 +276,7 @@ class LocalStagingSink(ArtifactSink):
 
     def __init__(self, root: Path):
         self.root = root  # made when the first artifact is written
+        self.local_root = root
 
     def _path(self, name: str) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -347,10 +351,9 @@ class CaptureContext:
     @property
     def workdir(self) -> Path:
         """The local staging directory, for kinds whose tools need one."""
-        root = getattr(self.sink, "root", None)
-        if not isinstance(root, Path):
+        if self.sink.local_root is None:
             raise TypeError(f"store {self.store}: the artifact sink has no local directory")
-        return root
+        return self.sink.local_root
 
     def point_time(self, granularity_ms: int) -> datetime:
         """The point's time for a PITR kind: the window's mid-time rounded to the nearest step
