@@ -513,13 +513,14 @@ class BackupRun:
 
     def window_record(self) -> PauseWindowRecord:
         """The pause window as it happened (after it closed); the same record every time."""
-        if self._window is None:
-            if self.session is not None:
-                self._window = self.session.record()
-            else:
-                opened = [s.handle.opened_at for s in self.slots if s.handle is not None]
-                self._window = no_pause_record(min(opened) if opened else datetime.now(UTC))
-        return self._window
+        with self._lock:  # the finish steps run in parallel: one record for all of them
+            if self._window is None:
+                if self.session is not None:
+                    self._window = self.session.record()
+                else:
+                    opened = [s.handle.opened_at for s in self.slots if s.handle is not None]
+                    self._window = no_pause_record(min(opened) if opened else datetime.now(UTC))
+            return self._window
 
     def prepare_capture(self, slot: StoreSlot) -> None:
         """Before the pause: what the store's open_capture can do ahead (see Store)."""
