@@ -270,6 +270,8 @@ class _Servicer(scalar_admin_pb2_grpc.AdminServicer):
 
     def CheckPaused(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._node._record("CheckPaused")
+        if self._node.slow_check_ms:
+            time.sleep(self._node.slow_check_ms / 1000)
         return scalar_admin_pb2.CheckPausedResponse(paused=self._node.gate.check_paused())
 
 
@@ -282,6 +284,7 @@ class GateServer:
 
     Fault knobs, settable at any time:
       slow_drain_ms       a waiting Pause drains for at least this long
+      slow_check_ms       CheckPaused answers after this long (a slow or overloaded node)
       refuse_with         answer every Pause with this Reason (the gate is not touched)
       drop_unpause_calls  fail the next N Unpause calls with UNAVAILABLE (gate stays as it is)
       late_pause_ms       answer every Pause at once with ``late_pause_error`` (default DEADLINE,
@@ -307,6 +310,7 @@ class GateServer:
         self.tls = tls
         self.rich_errors = rich_errors
         self.slow_drain_ms = 0
+        self.slow_check_ms = 0
         self.refuse_with: Reason | None = None
         self.drop_unpause_calls = 0
         self.late_pause_ms: int | None = None

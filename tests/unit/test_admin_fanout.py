@@ -54,6 +54,19 @@ def test_call_all_slow_calls_run_in_parallel() -> None:
     assert all(r.ok for r in results.values())
 
 
+def test_call_all_a_hundred_nodes_are_all_called_at_the_same_time() -> None:
+    # Pause drains on every node at once: a node whose call waits for a free thread starts its
+    # drain only after another node's drain ended, and the write stall grows by whole drains.
+    barrier = threading.Barrier(100, timeout=5)
+
+    def fn(key: int) -> int:
+        barrier.wait()
+        return key
+
+    results = call_all(range(100), fn)
+    assert [k for k, r in results.items() if not r.ok] == []
+
+
 def test_call_all_max_workers_one_runs_calls_one_at_a_time() -> None:
     running, peak, lock = [0], [0], threading.Lock()
 
