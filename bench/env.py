@@ -1,11 +1,8 @@
 """The bench's world: private servers, databases, bulk data, store configs.
 
-Servers are the test servers of ``harness/servers.py`` (loopback, durability off), so
-figures compare pausepoint with the raw tools on the same servers, never with a system instance.
-Bulk data is generated server-side: ``generate_series`` in PostgreSQL, the Sequence engine's
-``seq_A_to_B`` tables in MariaDB. Every bulk row carries 1024 characters of hash text (eight
-distinct SHA-512 hex digests), like the hash-chained assets of a ScalarDL ledger; hex text
-compresses about 2:1, so gzip in ``pg_dump -Fd`` does real work.
+Servers are harness/servers.py's test servers; bulk rows (1024 characters of hash text) are
+generated server-side. Why this data and these servers: BENCHMARKS.md, "What each benchmark
+does" (Common ground).
 """
 
 from __future__ import annotations
