@@ -128,7 +128,7 @@ BUILTIN: tuple[StoreKind, ...] = (
     StoreKind(
         kind="mysql",
         config=MysqlConfig,
-        store="pausepoint.stores.mysql:MysqlStore",
+        store="pausepoint.stores.mysql.store:MysqlStore",
         locations=_mysql_locations,
         details=MysqlCaptureDetails,
     ),

@@ -10,7 +10,7 @@ import pytest
 import xxhash
 
 from pausepoint.stores import rowsum
-from pausepoint.stores.mysql import (
+from pausepoint.stores.mysql.fingerprint import (
     FINGERPRINT,
     FINGERPRINT_SHA256,
     DumpFingerprint,
