@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from itertools import repeat
 
+from pausepoint.errors import DumpFormatError
 from pausepoint.stores import rowsum
 from pausepoint.stores._common import fold_row_hashes, sum_row_hashes
 from pausepoint.stores.base import Fingerprint, TableFingerprint
@@ -76,7 +77,7 @@ def _split_rows(line: bytes) -> list[bytes]:
             rows.append(b"(" + part + b"),")
             part = b""
     if part:
-        raise ValueError(f"a row of the dump has an unbalanced quote: {line[:80]!r}...")
+        raise DumpFormatError(f"a row of the dump has an unbalanced quote: {line[:80]!r}...")
     return rows
 
 
@@ -171,7 +172,7 @@ class DumpFingerprint:
 
     def result(self) -> Fingerprint:
         if self._open is not None or self._rest.strip():
-            raise ValueError("the dump ended inside a table's data")
+            raise DumpFormatError("the dump ended inside a table's data")
         return {
             key: TableFingerprint(rows=rows, hash=fold_row_hashes(total))
             for key, (rows, total) in sorted(self._tables.items())
