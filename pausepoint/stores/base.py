@@ -76,9 +76,13 @@ if TYPE_CHECKING:
 
 class StoreConfigBase(BaseModel):
     """Fields every store kind has. Each kind subclasses this with ``kind: Literal[...]`` and is
-    registered in ``pausepoint.stores.registry`` (which also says whether it is transactional)."""
+    registered in ``pausepoint.stores.registry`` (which also says whether it is transactional).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    pydantic's own error text never repeats the input (``hide_input_in_errors``): the outer
+    model's setting decides that, and a kind's config may embed credentials (a secret pasted
+    inline where a reference belongs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="unique within the site")
     kind: str
