@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import kinds as server_kinds
 from harness import servers
 from harness.bank_app import ACCOUNTS, INITIAL_BALANCE, Db, create_schema
 from harness.kinds import ServerKind, for_servers
@@ -65,6 +66,15 @@ class Servers:
     def stop(self) -> None:
         self.my.stop()
         self.pg.stop()
+
+    def restart(self, kind: str) -> None:
+        """Stop the server of ``kind`` and start it again on its data and port."""
+        old = self.kind(kind).server
+        old.stop()
+        new = server_kinds.KINDS[kind].start_server(self.base, port=old.port)
+        for field in ("pg", "my"):  # whichever of the two servers it was
+            if getattr(self, field) is old:
+                setattr(self, field, new)
 
     # --- databases: per kind in harness/kinds.py -----------------------------------------------
 

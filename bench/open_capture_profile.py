@@ -52,23 +52,23 @@ def _timed(name: str, fn):
 
 def instrument() -> None:
     """Wrap the helpers open_capture (and prepare_capture, where it exists) calls."""
-    from pausepoint.stores import mysql
+    from pausepoint.stores.mysql import dump, store
 
-    for attr, name in (
-        ("ToolProcess", "dump start (fork+exec)"),
-        ("PipeToFile", "pipe reader start"),
-        ("client_ports", "client_ports"),
+    for module, attr, name in (
+        (dump, "ToolProcess", "dump start (fork+exec)"),
+        (store, "PipeToFile", "pipe reader start"),
+        (dump, "client_ports", "client_ports"),
     ):
-        if hasattr(mysql, attr):
-            setattr(mysql, attr, _timed(name, getattr(mysql, attr)))
+        if hasattr(module, attr):
+            setattr(module, attr, _timed(name, getattr(module, attr)))
     for attr, name in (
         ("_connect", "connect"),
         ("_option_file", "option file"),
         ("_wait_for_snapshot", "wait for snapshot"),
         ("_dump_tool", "find tool"),
     ):
-        if hasattr(mysql.MysqlStore, attr):
-            setattr(mysql.MysqlStore, attr, _timed(name, getattr(mysql.MysqlStore, attr)))
+        if hasattr(store.MysqlStore, attr):
+            setattr(store.MysqlStore, attr, _timed(name, getattr(store.MysqlStore, attr)))
 
 
 def make_stores(server, dbs: list[str]):

@@ -206,16 +206,7 @@ class Soak:
     # --- faults ---------------------------------------------------------------------------
 
     def restart_db(self, kind: str) -> None:
-        from harness import servers
-
-        if kind == "postgres":
-            port = self.env.pg.port
-            self.env.pg.stop()
-            self.env.pg = servers.start_postgres(VAR / "servers" / "postgres", port=port)
-        else:
-            port = self.env.my.port
-            self.env.my.stop()
-            self.env.my = servers.start_mariadb(VAR / "servers" / "mariadb", port=port)
+        self.env.restart(kind)  # under VAR / "servers", where run() started them
 
     def _restart_when_paused(self, stop: threading.Event, note: dict) -> None:
         while not stop.is_set():

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
+from pausepoint.errors import InternalError
+
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
@@ -71,9 +73,9 @@ def call_all(
     """
     keys = list(targets)
     if len(set(keys)) != len(keys):
-        raise ValueError("call_all needs distinct targets; one is listed twice")
+        raise InternalError("call_all needs distinct targets; one is listed twice")
     if max_workers is not None and max_workers < 1:
-        raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        raise InternalError(f"max_workers must be >= 1, got {max_workers}")
     if not keys:
         return {}
     workers = max_workers or min(len(keys), DEFAULT_MAX_WORKERS)

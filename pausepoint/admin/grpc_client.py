@@ -42,7 +42,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from pausepoint.admin._generated import scalar_admin_pb2, scalar_admin_pb2_grpc
 from pausepoint.admin.client import AdminCallError, Reason
-from pausepoint.errors import ConfigError
+from pausepoint.errors import ConfigError, InternalError
 from pausepoint.site import Target, TlsSettings
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class GrpcAdminClient:
         timeout_s: float,
     ) -> T:
         if not timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+            raise InternalError(f"timeout_s must be > 0, got {timeout_s!r}")
         entry = self._acquire(target)
         try:
             return pick(entry.stub)(request, timeout=timeout_s)
@@ -236,7 +236,7 @@ class GrpcAdminClient:
     def _acquire(self, target: Target) -> _Channel:
         with self._lock:
             if self._closed:
-                raise RuntimeError("this GrpcAdminClient is closed; build a new one")
+                raise InternalError("this GrpcAdminClient is closed; build a new one")
             entry = self._channels.get(target)
             if entry is None:
                 channel = self._open_channel(target, self._tls.get(target, self._default_tls))

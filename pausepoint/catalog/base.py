@@ -36,6 +36,7 @@ from pausepoint.errors import (
     CatalogConflictError,
     CatalogError,
     CorruptArtifactError,
+    InternalError,
     LeaseError,
     RestorePointNotFoundError,
 )
@@ -660,7 +661,7 @@ class Catalog:
     ) -> Lease:
         """Someone else (the watchdog) had to act on this lease; ``reason`` says what and why."""
         if not reason.strip():
-            raise ValueError("say why the lease is broken")
+            raise InternalError("break_lease() needs a reason: say why the lease is broken")
         return self._end_lease(site, run_id, "broken", reason, now)
 
     def delete_lease(self, site: str, run_id: str) -> None:

@@ -20,7 +20,7 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
-from pausepoint.errors import CatalogError, RestorePointNotFoundError
+from pausepoint.errors import CatalogError, InternalError, RestorePointNotFoundError
 
 MANIFEST = "manifest.json"
 LEASE_SUFFIX = ".json"
@@ -49,7 +49,7 @@ def point_id_time(point_id: str) -> datetime:
     """When the backup with this id began (to the second)."""
     m = _POINT_ID.match(point_id)
     if not m:
-        raise ValueError(f"{point_id!r} is not a restore point id")
+        raise InternalError(f"{point_id!r} is not a restore point id")
     return datetime.strptime(m["time"], _ID_TIME).replace(tzinfo=UTC)
 
 

@@ -37,7 +37,9 @@ from typing import IO, Any, Generic, TypeVar
 
 from pausepoint.errors import (
     CorruptArtifactError,
+    InternalError,
     PausepointError,
+    RestoreError,
     ToolMissingError,
 )
 from pausepoint.stores.base import Artifact, CaptureHandle, ProgressFn, Store
@@ -94,7 +96,7 @@ def _refuse_secrets_in_argv(argv: Sequence[str], secrets: Iterable[str]) -> None
     # A programming error, not an operator's: argv is visible to every user of the machine.
     for s in secrets:
         if s and any(s in a for a in argv):
-            raise ValueError("refusing to start a tool with a secret on its command line")
+            raise InternalError("refusing to start a tool with a secret on its command line")
 
 
 class ToolProcess:
@@ -235,7 +237,7 @@ class SecretFile:
     @property
     def fd(self) -> int:
         if self._fd is None:
-            raise RuntimeError("the secret file is closed")
+            raise InternalError("the secret file is closed")
         return self._fd
 
     @property
@@ -442,7 +444,11 @@ class PipeWriter:
         while start < end:
             sent = os.sendfile(self.fd, in_fd, start, min(end - start, self._room()))
             if sent == 0:
-                raise OSError(f"sendfile made no progress at byte {start} of {end}")
+                raise RestoreError(
+                    f"copying {end} bytes into a restore tool stopped at byte {start} (the "
+                    "file is shorter than it was): check that nothing changes the catalog's "
+                    "artifacts during a restore, then run it again with --replace"
+                )
             start += sent
 
     def write(self, data: bytes | memoryview) -> None:

@@ -67,7 +67,7 @@ from pydantic import (
     field_validator,
 )
 
-from pausepoint.errors import CaptureError, PitrWindowError, RestoreError
+from pausepoint.errors import CaptureError, InternalError, PitrWindowError, RestoreError
 from pausepoint.secrets import SecretRef
 
 if TYPE_CHECKING:
@@ -76,9 +76,13 @@ if TYPE_CHECKING:
 
 class StoreConfigBase(BaseModel):
     """Fields every store kind has. Each kind subclasses this with ``kind: Literal[...]`` and is
-    registered in ``pausepoint.stores.registry`` (which also says whether it is transactional)."""
+    registered in ``pausepoint.stores.registry`` (which also says whether it is transactional).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    pydantic's own error text never repeats the input (``hide_input_in_errors``): the outer
+    model's setting decides that, and a kind's config may embed credentials (a secret pasted
+    inline where a reference belongs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="unique within the site")
     kind: str
@@ -282,7 +286,7 @@ class LocalStagingSink(ArtifactSink):
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / name
         if not path.resolve().is_relative_to(self.root.resolve()):
-            raise ValueError(f"artifact name {name!r} leaves the store's directory")
+            raise InternalError(f"artifact name {name!r} leaves the store's directory")
         return path
 
     def open(self, name: str) -> ArtifactWriter:
@@ -352,7 +356,7 @@ class CaptureContext:
     def workdir(self) -> Path:
         """The local staging directory, for kinds whose tools need one."""
         if self.sink.local_root is None:
-            raise TypeError(f"store {self.store}: the artifact sink has no local directory")
+            raise InternalError(f"store {self.store}: the artifact sink has no local directory")
         return self.sink.local_root
 
     def point_time(self, granularity_ms: int) -> datetime:
@@ -405,7 +409,7 @@ class PreparedCapture:
     def take(self) -> None:
         with self._state_lock:
             if self._state != "prepared":
-                raise RuntimeError(f"this prepared capture was already {self._state}")
+                raise CaptureError(f"this prepared capture was already {self._state}")
             self._state = "taken"
 
     def release(self) -> None:
@@ -502,10 +506,10 @@ class Store(ABC, Generic[C]):
         ``prepared`` over (see PreparedCapture); without it, prepares first."""
         p = prepared if prepared is not None else self.prepare_capture(ctx)
         if not isinstance(p, self.prepared_type):
-            raise TypeError(f"store {self.name}: not a {self.kind} prepared capture: {p!r}")
+            raise InternalError(f"store {self.name}: not a {self.kind} prepared capture: {p!r}")
         try:
             p.take()
-        except RuntimeError as exc:
+        except CaptureError as exc:
             raise CaptureError(f"store {self.name}: cannot open the capture: {exc}") from None
         try:
             return self._open(p)
@@ -549,7 +553,7 @@ class Store(ABC, Generic[C]):
 
     def _own(self, handle: CaptureHandle) -> Any:
         if not isinstance(handle, self.handle_type):
-            raise TypeError(f"store {self.name}: not a {self.kind} capture handle: {handle!r}")
+            raise InternalError(f"store {self.name}: not a {self.kind} capture handle: {handle!r}")
         return handle
 
     # --- capture: the kind's primitives -----------------------------------------------------
@@ -562,12 +566,12 @@ class Store(ABC, Generic[C]):
         """Inside the window, on the taken ``prepared`` (freed by the caller when this raises;
         stop anything started here before raising): establish the snapshot, return the handle
         that owns ``prepared``. Every kind implements it (or overrides open_capture)."""
-        raise NotImplementedError(f"store kind {self.kind!r} implements no _open")
+        raise InternalError(f"store kind {self.kind!r} implements no _open")
 
     def _finish(self, handle: Any, progress: ProgressFn | None) -> StoreCapture:
         """After the unpause: copy into ``handle.ctx.sink``, describe the capture. Every kind
         implements it (or overrides finish_capture)."""
-        raise NotImplementedError(f"store kind {self.kind!r} implements no _finish")
+        raise InternalError(f"store kind {self.kind!r} implements no _finish")
 
     def _release(self, handle: Any) -> None:
         """Stop what the handle runs (a dump). Called once; ``handle.prepared`` is freed after.

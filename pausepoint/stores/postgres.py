@@ -24,6 +24,7 @@ from psycopg import sql
 
 from pausepoint.errors import (
     CaptureError,
+    InternalError,
     PausepointError,
     RestoreError,
     StoreCheckError,
@@ -578,7 +579,7 @@ class PostgresStore(ServerStore[PostgresCaptureHandle]):
         self, tables: list[str] | None = None, method: str | None = None
     ) -> Fingerprint:
         if method not in (None, FINGERPRINT):  # the only one there has been
-            raise ValueError(f"store {self.name}: no fingerprint method {method!r}")
+            raise InternalError(f"store {self.name}: no fingerprint method {method!r}")
         with self._connect(RestoreError) as conn:
             schemas = self._schemas(conn, RestoreError)
             found = self._tables(conn, schemas)

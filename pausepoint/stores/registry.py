@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter
 
+from pausepoint.errors import StoreKindError
 from pausepoint.stores.base import CaptureDetails, Store, StoreConfigBase
 from pausepoint.stores.mysql_config import MysqlCaptureDetails, MysqlConfig
 from pausepoint.stores.postgres_config import PostgresCaptureDetails, PostgresConfig
@@ -56,11 +57,11 @@ class Capabilities:
 
     def __post_init__(self) -> None:
         if (self.capture == "pitr") != (self.pitr_granularity_ms is not None):
-            raise ValueError("a PITR kind needs pitr_granularity_ms, a snapshot kind none")
+            raise StoreKindError("a PITR kind needs pitr_granularity_ms, a snapshot kind none")
         if self.pitr_granularity_ms is not None and self.pitr_granularity_ms < 0:
-            raise ValueError("pitr_granularity_ms must not be negative")
+            raise StoreKindError("pitr_granularity_ms must not be negative")
         if not self.restore_modes or not self.restore_modes <= BOTH:
-            raise ValueError(f"restore_modes must be a non-empty subset of {sorted(BOTH)}")
+            raise StoreKindError(f"restore_modes must be a non-empty subset of {sorted(BOTH)}")
 
 
 LocationsFn = Callable[..., "frozenset[Location]"]  # (config, *, as_target, where, resolve)
@@ -80,15 +81,17 @@ class StoreKind:
     def __post_init__(self) -> None:
         declared = self.config.model_fields["kind"].default
         if declared != self.kind:
-            raise ValueError(f"store kind {self.kind!r}: its config model says kind {declared!r}")
+            raise StoreKindError(
+                f"store kind {self.kind!r}: its config model says kind {declared!r}"
+            )
         if ":" not in self.store:
-            raise ValueError(f"store kind {self.kind!r}: store must be 'module:Class'")
+            raise StoreKindError(f"store kind {self.kind!r}: store must be 'module:Class'")
 
     def store_class(self) -> type[Store]:
         module, _, name = self.store.partition(":")
         cls = getattr(importlib.import_module(module), name)
         if not (isinstance(cls, type) and issubclass(cls, Store)):
-            raise TypeError(f"store kind {self.kind!r}: {self.store} is not a Store class")
+            raise StoreKindError(f"store kind {self.kind!r}: {self.store} is not a Store class")
         return cls
 
 
@@ -128,7 +131,7 @@ BUILTIN: tuple[StoreKind, ...] = (
     StoreKind(
         kind="mysql",
         config=MysqlConfig,
-        store="pausepoint.stores.mysql:MysqlStore",
+        store="pausepoint.stores.mysql.store:MysqlStore",
         locations=_mysql_locations,
         details=MysqlCaptureDetails,
     ),
@@ -145,7 +148,9 @@ def register(entry: StoreKind, *, replace: bool = False) -> StoreKind:
     """Add a kind (tests, plugins). The site model sees it from the next validation on."""
     with _lock:
         if entry.kind in _kinds and not replace:
-            raise ValueError(f"store kind {entry.kind!r} is registered already")
+            raise StoreKindError(
+                f"store kind {entry.kind!r} is registered already; pass replace=True to replace it"
+            )
         _kinds[entry.kind] = entry
     return entry
 
@@ -183,7 +188,10 @@ def find(kind: str) -> StoreKind | None:
 def get(kind: str) -> StoreKind:
     entry = find(kind)
     if entry is None:
-        raise KeyError(f"no store kind {kind!r}; known kinds: {', '.join(names())}")
+        raise StoreKindError(
+            f"no store kind {kind!r}; known kinds: {', '.join(names())} (a kind from a plugin "
+            "needs that plugin installed)"
+        )
     return entry
 
 

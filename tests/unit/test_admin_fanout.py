@@ -12,6 +12,7 @@ from harness.gate_server import start_gate_cluster
 from pausepoint.admin.client import AdminCallError, Reason
 from pausepoint.admin.fanout import Result, call_all
 from pausepoint.admin.grpc_client import GrpcAdminClient
+from pausepoint.errors import InternalError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -87,13 +88,13 @@ def test_call_all_no_targets_returns_empty_dict() -> None:
     assert call_all([], str.upper) == {}
 
 
-def test_call_all_duplicate_target_raises_value_error() -> None:
-    with pytest.raises(ValueError, match="one is listed twice"):
+def test_call_all_duplicate_target_is_an_internal_error() -> None:
+    with pytest.raises(InternalError, match="one is listed twice"):
         call_all(["a", "a"], str.upper)
 
 
-def test_call_all_zero_workers_raises_value_error() -> None:
-    with pytest.raises(ValueError, match="max_workers must be >= 1, got 0"):
+def test_call_all_zero_workers_is_an_internal_error() -> None:
+    with pytest.raises(InternalError, match="max_workers must be >= 1, got 0"):
         call_all(["a"], str.upper, max_workers=0)
 
 

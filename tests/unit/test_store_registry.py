@@ -19,6 +19,7 @@ from pausepoint.errors import (
     RestoreError,
     RestoreTargetError,
     ScratchTargetError,
+    StoreKindError,
 )
 from pausepoint.restore import RestoreTarget, place_stores, refuse_unsupported_modes
 from pausepoint.site import parse_site
@@ -80,11 +81,11 @@ def test_a_kind_registered_by_a_test_is_in_the_site_model_and_gone_after(tmp_pat
 
 
 def test_a_kind_is_registered_once_and_must_match_its_config_model():
-    with registry.registered(ENTRY), pytest.raises(ValueError, match="registered already"):
+    with registry.registered(ENTRY), pytest.raises(StoreKindError, match="registered already"):
         registry.register(ENTRY)
-    with pytest.raises(ValueError, match="its config model says kind 'postgres'"):
+    with pytest.raises(StoreKindError, match="its config model says kind 'postgres'"):
         registry.StoreKind(kind="other", config=PostgresConfig, store="m:C", locations=len)
-    with pytest.raises(ValueError, match="needs pitr_granularity_ms"):
+    with pytest.raises(StoreKindError, match="needs pitr_granularity_ms"):
         registry.Capabilities(capture="pitr")
 
 
