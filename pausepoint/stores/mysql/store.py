@@ -382,8 +382,8 @@ class MysqlStore(ServerStore[MysqlCaptureHandle]):
         # A failed write is the root cause when both failed (the dump then dies of SIGPIPE).
         if h.sink.error is not None:
             raise CaptureError(
-                f"store {self.name}: writing {h.sink.path} failed: {h.sink.error}; "
-                "check free space and permissions of the capture directory"
+                f"store {self.name}: writing {h.sink.path} failed: {h.sink.error}; no restore "
+                "point was registered. Check free space and permissions of the capture directory"
             ) from h.sink.error
         if rc != 0:
             raise CaptureError(
