@@ -1,11 +1,8 @@
 """The bench's world: private servers, databases, bulk data, store configs.
 
-Servers are the test servers of ``harness/servers.py`` (loopback, durability off), so
-figures compare pausepoint with the raw tools on the same servers, never with a system instance.
-Bulk data is generated server-side: ``generate_series`` in PostgreSQL, the Sequence engine's
-``seq_A_to_B`` tables in MariaDB. Every bulk row carries 1024 characters of hash text (eight
-distinct SHA-512 hex digests), like the hash-chained assets of a ScalarDL ledger; hex text
-compresses about 2:1, so gzip in ``pg_dump -Fd`` does real work.
+Servers are harness/servers.py's test servers; bulk rows (1024 characters of hash text) are
+generated server-side. Why this data and these servers: BENCHMARKS.md, "What each benchmark
+does" (Common ground).
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import kinds as server_kinds
 from harness import servers
 from harness.bank_app import ACCOUNTS, INITIAL_BALANCE, Db, create_schema
 from harness.kinds import ServerKind, for_servers
@@ -68,6 +66,15 @@ class Servers:
     def stop(self) -> None:
         self.my.stop()
         self.pg.stop()
+
+    def restart(self, kind: str) -> None:
+        """Stop the server of ``kind`` and start it again on its data and port."""
+        old = self.kind(kind).server
+        old.stop()
+        new = server_kinds.KINDS[kind].start_server(self.base, port=old.port)
+        for field in ("pg", "my"):  # whichever of the two servers it was
+            if getattr(self, field) is old:
+                setattr(self, field, new)
 
     # --- databases: per kind in harness/kinds.py -----------------------------------------------
 

@@ -3,29 +3,13 @@
     python -m bench.fanout                                  3,30,100 nodes, 20 rounds
     python -m bench.fanout --nodes 3,30,100 --rounds 30
 
-Test admin nodes (``harness/gate_server.py``, real gRPC on 127.0.0.1, each on its own
-port) run in a few separate server processes (``--per-process`` nodes each), as a real cluster's
-nodes do not share the measuring process's GIL. Every node count gets its own site (2/3 of the
-nodes ledger, the rest auditor) and all sites exist at once: each round runs one pause window per
-node count in a shuffled order, so load drift on the machine hits every count alike.
-
-One window is what the backup flow does around its captures, through the same core objects,
-without Prefect and without stores (nothing to open, hold 0): a fresh admin client for the site
-(``admin_client(site)``, as ``connect`` does per backup), ``PauseSession.preflight`` (the
-``check-nodes`` step: CheckPaused everywhere, which also opens the gRPC channels before the
-pause, as in the flow), ``pause_all``, ``hold(0)``, ``verify``, ``unpause_all``, ``record()``.
-
-Per window: ``write_stall_ms`` of the record (first Pause sent -> last Unpause confirmed), its
-parts (drain = first Pause sent -> last Pause confirmed; verify; unpause), and the gates' own
-view, read in the server processes on the same monotonic clock: ``gate stall`` = first gate
-closed -> last gate reopened, and ``node max`` = the longest any one node's gate stayed closed
-(what a client of that node waits at most); ``caller CPU`` = CPU time of the measuring process
-(all its threads) from pause_all to the end of unpause_all. One unrecorded warm-up window per
-node count.
-``--drain-ms D`` makes every node's Pause take at least D ms (the gate server's ``slow_drain_ms``),
-as in-flight requests do under load: then every Pause must be in flight at the same time.
-``--node-nice N`` (default 10) runs the node processes at a lower CPU priority than the caller:
-a real site's nodes do not compete with pausepoint for its cores (0 gives the earlier setup).
+Test admin nodes (harness/gate_server.py) in a few server processes, one site per node count,
+all at once; each round runs one pause window per node count in a shuffled order. A window does
+what the backup flow does around its captures (preflight, pause_all, hold(0), verify,
+unpause_all, record), without Prefect and without stores. ``--drain-ms D`` makes every node's
+Pause take at least D ms; ``--node-nice N`` (default 10) runs the node processes at a
+lower CPU priority than the caller (0: the same). Results: bench/out/fanout.json.
+Method and results: BENCHMARKS.md, section "Fan-out".
 """
 
 from __future__ import annotations

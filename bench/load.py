@@ -1,9 +1,8 @@
 """The load of one bench stage, in its own process: admin nodes and the bank application.
 
-Runs three test admin nodes (2 ledger + 1 auditor, ``harness/gate_server.py``) and a
-``BankApp`` whose writers pass their gates and write into the ledger's and the auditor's
-database. It lives in a separate process, as ScalarDL nodes and their clients do, so the
-measured backup flow does not share a GIL with the load.
+Three test admin nodes (2 ledger + 1 auditor, harness/gate_server.py) and a BankApp whose
+writers pass their gates and write into the ledger's and the auditor's database; a separate
+process so the measured flow does not share its GIL (BENCHMARKS.md, "What each benchmark does").
 
 Protocol (stdin/stdout, one JSON object a line):
   out  {"ledger": ["127.0.0.1:port", ...], "auditor": [...]}      once the nodes serve

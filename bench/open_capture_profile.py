@@ -3,17 +3,10 @@
     python -m bench.open_capture_profile --reps 20
     python -m bench.open_capture_profile --reps 20 --general-log   # + the dump's own timeline
 
-Starts a private MariaDB (harness/servers.py), two databases like the bench's site (bank
-tables; the ledger with a small bulk table), two stores on that server as in the bench, and
-times, per repetition: one store's ``open_capture`` alone, then both stores' in parallel threads
-(as the flow does inside the window). Each store's work inside open_capture is split into parts
-by wrapping its helpers (connect, option file, dump start, pipe reader start, the wait for the
-snapshot signal and its PROCESSLIST polls). With ``--general-log`` the server's general log (in
-a table, microseconds) adds when the dump's connection arrived, when its START TRANSACTION ran
-and when its first post-snapshot statement ran, relative to the dump process's start.
-
-No load, no Prefect, no admin nodes: this isolates the store. The capture is aborted after each
-repetition (the copy is not measured here).
+One store's open_capture alone, then two stores on one server in parallel, split into parts by
+wrapping the store's helpers; no load, no Prefect, no admin nodes. Prints its figures.
+Method and results: BENCHMARKS.md, "What each benchmark does" (`bench.open_capture_profile`)
+and the 3b8471a row of "Earlier runs".
 """
 
 from __future__ import annotations
@@ -59,23 +52,23 @@ def _timed(name: str, fn):
 
 def instrument() -> None:
     """Wrap the helpers open_capture (and prepare_capture, where it exists) calls."""
-    from pausepoint.stores import mysql
+    from pausepoint.stores.mysql import dump, store
 
-    for attr, name in (
-        ("ToolProcess", "dump start (fork+exec)"),
-        ("PipeToFile", "pipe reader start"),
-        ("client_ports", "client_ports"),
+    for module, attr, name in (
+        (dump, "ToolProcess", "dump start (fork+exec)"),
+        (store, "PipeToFile", "pipe reader start"),
+        (dump, "client_ports", "client_ports"),
     ):
-        if hasattr(mysql, attr):
-            setattr(mysql, attr, _timed(name, getattr(mysql, attr)))
+        if hasattr(module, attr):
+            setattr(module, attr, _timed(name, getattr(module, attr)))
     for attr, name in (
         ("_connect", "connect"),
         ("_option_file", "option file"),
         ("_wait_for_snapshot", "wait for snapshot"),
         ("_dump_tool", "find tool"),
     ):
-        if hasattr(mysql.MysqlStore, attr):
-            setattr(mysql.MysqlStore, attr, _timed(name, getattr(mysql.MysqlStore, attr)))
+        if hasattr(store.MysqlStore, attr):
+            setattr(store.MysqlStore, attr, _timed(name, getattr(store.MysqlStore, attr)))
 
 
 def make_stores(server, dbs: list[str]):

@@ -1,28 +1,14 @@
 """What Prefect adds to one backup, on a running Prefect server.
 
-    python -m bench.prefect_overhead    10 in-process + 5 worker backups, ~4.5 min on 2 cores
+    python -m bench.prefect_overhead    10 in-process + 5 worker backups, a few minutes on 2 cores
     python -m bench.prefect_overhead --runs 5 --modes inprocess
 
-A small site (PostgreSQL by default: ledger and auditor databases with the bank tables and a 1 MB
-bulk table; 2 ledger + 1 auditor test admin nodes; 2 bank writers keep it in use) is backed up
-through the real backup flow against a real ``prefect server start`` (harness/prefect_server.py,
-SQLite, loopback, scheduler off), in two modes:
-
-  inprocess  the flow called in this process with PREFECT_API_URL set (what `pausepoint backup`
-             does against a server);
-  worker     the `backup` deployment of prefect.yaml (`prefect deploy`, PAUSEPOINT_ENV = a
-             scratch environment directory) run by a process worker: a run is created through the
-             API, the worker picks it up, starts a process, runs the pull step and the flow.
-
-Per backup, from the restore point and the API: the flow run's own time (state RUNNING ->
-COMPLETED on the server), the write stall (first Pause sent -> last Unpause confirmed, which
-holds the window and its hold), the copy (the longest finish-capture task; stores copy in
-parallel) and their difference, ``rest`` = run - stall - copy: preflight, lease, registration
-and everything Prefect does around the tasks. ``untasked`` = run - the time at least one task
-was running: the flow's own code between tasks plus Prefect's orchestration. For the worker,
-``pickup`` = run created -> RUNNING (worker poll, process start, pull step, imports). One
-unrecorded warm-up run per mode. Results: bench/out/prefect_overhead/results.{json,md}.
-Servers and scratch files live under var/bench-overhead/ and are removed at the end.
+A small site is backed up through the real backup flow against a real `prefect server start`
+(harness/prefect_server.py), called in this process (inprocess) and run by a process worker from
+the `backup` deployment (worker). Results: bench/out/prefect_overhead/results.{json,md}; servers
+and scratch files under var/bench-overhead/, removed at the end.
+Method (what flow run, rest, untasked and pickup measure) and results: BENCHMARKS.md, sections
+"What each benchmark does" (`bench.prefect_overhead`) and "Latest runs".
 """
 
 from __future__ import annotations

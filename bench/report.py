@@ -2,8 +2,8 @@
 
     python -m bench.report bench/out/results.json      prints the markdown again
 
-Percentiles interpolate linearly between order statistics (numpy's default); with 3-5
-repetitions p95 lies between the two largest values.
+Percentiles interpolate linearly between order statistics (numpy's default); what that means
+for p95 at 5 repetitions: BENCHMARKS.md, "What each benchmark does" (Common ground).
 """
 
 from __future__ import annotations

@@ -1,17 +1,15 @@
 """`make bench`: write stall, naive comparison and throughput, in one run.
 
-    python -m bench.run                                   the full run (~26 min on 2 cores)
+    python -m bench.run                                   the full run (~19 min on 2 cores)
     python -m bench.run --sizes 10MB,100MB --reps 2       a quick run
     python -m bench.run --kinds postgres --sizes 1GB
 
-Per database kind (postgres = PostgreSQL, mysql = MariaDB) and size, smallest size first (the
-bulk table grows in place):
-  1. write stall: backups through the real backup flow under a bank load (Prefect's test
-     harness, started once), three admin nodes; figures from each restore point;
-  2. naive: the same nodes paused with PauseSession, the raw dump tool run inside the pause;
-  3. throughput: A/B pairs, pausepoint's store capture/restore against the raw tools.
-Results: bench/out/results.json (every measurement), bench/out/results.md (tables). Progress
-goes to stdout. Servers and scratch files live under var/bench/ and are removed at the end.
+Per database kind and size, smallest first: the write stall of the real backup flow under load
+(bench/stall.py), the naive pause-dump-unpause script, and A/B throughput pairs
+(bench/throughput.py). Results: bench/out/results.json and results.md; progress on stdout;
+servers and scratch files under var/bench/, removed at the end.
+Method and results: BENCHMARKS.md, sections "What each benchmark does" (`bench.run`) and
+"Latest runs".
 """
 
 from __future__ import annotations

@@ -3,46 +3,14 @@
     python -m bench.soak --backups 20                 a quick soak (~2 min after start-up)
     python -m bench.soak --backups 200 --seed 7       the full soak
 
-The site: a ledger (2 test admin nodes, its store on PostgreSQL) and an auditor (1 node, its
-store on MariaDB), private servers under var/soak/. Bank writers run the whole time: each
-request passes a ledger node's gate, moves money from the ledger's database to the auditor's,
-then passes the auditor node's gate; a writer that loses its database (restart fault) reconnects.
-
-Backups run the real backup flow in this process, as ``bench/run.py`` does, against a real
-``prefect server start`` (``harness/prefect_server.py``, as ``bench/prefect_overhead.py``): the
-admin nodes live in this process, so the faults can be timed against the nodes' gates. Not
-``prefect_test_harness``: its API runs as an ephemeral server, which does not run the service that
-revokes expired concurrency-slot leases, so after the kill fault the site's pause lock (a global
-concurrency limit) would stay taken and every later backup would wait out its lock timeout.
-
-The one exception is the kill fault: that backup runs the
-same flow in a child process (its own session) that is killed with SIGKILL inside its hold, as
-in ``tests/integration/test_lease_watchdog.py``; the watchdog flow then runs once the lease
-expired and the dead run missed its heartbeats, and the sweep removes its staging directory.
-
-Faults, one per iteration, drawn with ``--seed``:
-  none             expected: ok
-  slow_drain       one node's Pause drains >= 300 ms                    expected: ok
-  slow_check       one node answers CheckPaused after 300 ms            expected: ok
-  refuse_pause     one node refuses Pause (TIMED_OUT, UNAVAILABLE or PAUSE_IN_PROGRESS)
-                                                                        expected: failed
-  restart_in_hold  hold 1.5 s; one node restarts (comes back unpaused) once all are paused
-                                                                        expected: failed
-  kill             the backup process is SIGKILLed inside its 4 s hold, then the watchdog
-                                                                        expected: killed
-  db_restart_between  PostgreSQL or MariaDB stopped and started before the backup
-                                                                        expected: ok
-  db_restart_during   the same, 0-3 s after the backup started          expected: ok or failed
-
-After each iteration: no node reports paused; a successful backup registered exactly its point
-and it verifies (sizes and sha256 of every artifact); a failed one registered nothing; no
-staging directory without manifest; no active lease; no stray child process. At the end: every
-point verifies and came from a successful iteration; the process's open files are back at the
-baseline taken after the warm-up (+ slack); no ``pausepoint-*`` temp files in the temp
-directory (a private one: TMPDIR=var/soak-tmp); every child process of ours gone once the
-servers stopped.
-
-Results: bench/out/soak.json (every iteration) and bench/out/soak.md (tables).
+A ledger store on PostgreSQL and an auditor store on MariaDB (private servers under var/soak/),
+three test admin nodes in this process, bank writers the whole time; backups through the real
+backup flow against a real `prefect server start` (harness/prefect_server.py), one fault per
+iteration drawn with ``--seed`` (the kill fault runs its backup in a child process), and the
+invariants checked after every iteration and at the end. Results: bench/out/soak.json (every
+iteration) and bench/out/soak.md (tables).
+Method (faults, invariants, why not prefect_test_harness) and results: BENCHMARKS.md, section
+"Soak".
 """
 
 from __future__ import annotations
@@ -238,16 +206,7 @@ class Soak:
     # --- faults ---------------------------------------------------------------------------
 
     def restart_db(self, kind: str) -> None:
-        from harness import servers
-
-        if kind == "postgres":
-            port = self.env.pg.port
-            self.env.pg.stop()
-            self.env.pg = servers.start_postgres(VAR / "servers" / "postgres", port=port)
-        else:
-            port = self.env.my.port
-            self.env.my.stop()
-            self.env.my = servers.start_mariadb(VAR / "servers" / "mariadb", port=port)
+        self.env.restart(kind)  # under VAR / "servers", where run() started them
 
     def _restart_when_paused(self, stop: threading.Event, note: dict) -> None:
         while not stop.is_set():

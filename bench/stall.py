@@ -1,8 +1,7 @@
 """Write stall under load: the real backup flow, and a naive pause-dump-unpause script.
 
-One stage = one database kind at one size. A load process (``bench/load.py``) runs the three
-admin nodes and the bank writers; the site has the ledger store (bank tables + bulk table) and an
-auditor store (bank tables), both of the measured kind, so every backup needs a pause.
+One stage = one database kind at one size, with a load process (bench/load.py) around it.
+Method: BENCHMARKS.md, "What each benchmark does" (`bench.run`, step 1 and 2).
 """
 
 from __future__ import annotations

@@ -2,12 +2,10 @@
 
     python -m bench.stall_ab --kind postgres --sizes 10MB,1GB --rounds 6
 
-The main run measures sizes one after another, so drift in the machine's load (a shared 2-core
-host) lands on one size. Here every round backs up BOTH sites, in alternating order (small,
-large / large, small / ...): same minutes, same neighbours. Each site has its own ledger database
-(bank tables + bulk table of that size) and the shared auditor database; a fresh load process
-(3 admin nodes, bank writers on that ledger and the auditor) runs around each backup.
-Results: bench/out/stall_ab.json and .md.
+Every round backs up both sizes' sites, in alternating order, so load drift hits both alike.
+Results: bench/out/stall_ab.json and .md; servers under var/bench-ab/.
+Method and results: BENCHMARKS.md, sections "What each benchmark does" (`bench.stall_ab`) and
+"Latest runs".
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Capture and restore throughput: pausepoint's store against the raw tools, in A/B pairs.
 
-A = pausepoint in-process: ``open_capture`` + ``finish_capture`` of the bulk store (snapshot,
-dump, fingerprint, sha256 of every artifact); ``store.restore`` (checksums verified, then the
-load) into a fresh database.
-B = ``pg_dump -Fd -j2`` into a fresh directory / ``mariadb-dump --single-transaction db > file``;
-``pg_restore -j2 -d <fresh db>`` / ``mariadb <fresh db> < file``.
-Each pair runs A and B back to back, A first in even pairs and B first in odd ones; every
-restore target is created empty just before.
+A = the store in-process (open_capture + finish_capture, then store.restore into a fresh
+database); B = the raw dump and restore tools (bench/raw.py). A and B alternate which goes first.
+Method: BENCHMARKS.md, "What each benchmark does" (`bench.run`, step 3).
 """
 
 from __future__ import annotations

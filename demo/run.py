@@ -70,14 +70,9 @@ def main() -> int:
             ("auditor-coordinator", "postgres", "auditor_coordinator"),
             ("auditor-scalar", "mysql", "auditor_scalar"),
         ]:
-            if kind == "postgres":
-                with pg.connect() as conn:
-                    conn.execute(f'CREATE DATABASE "{db}"')
-                live[name] = (dbs.pg_db(db), dbs.pg_db(f"{db}_restored"))
-            else:
-                with my.connect() as conn:
-                    conn.cursor().execute(f"CREATE DATABASE `{db}`")
-                live[name] = (dbs.my_db(db), dbs.my_db(f"{db}_restored"))
+            server = dbs.kinds[kind]
+            server.create_db(db)
+            live[name] = (server.db(db), server.db(f"{db}_restored"))
             create_schema(live[name][0])
 
         site_file = BASE / "site.yaml"

@@ -51,8 +51,14 @@ class ServerKind(ABC):
     PostgreSQL bin_dir when the raw tools or store configs are asked for)."""
 
     name: ClassVar[str]  # the store kind, as in a site file
+    short: ClassVar[str]  # in names of test stores ("ledger-pg")
     # site-file settings the bench gives every store of this kind (a parallel dump)
     bench_settings: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    @abstractmethod
+    def start_server(cls, base: Path, port: int | None = None) -> Any:
+        """Start a test server of this kind under ``base`` (on ``port``: a restart keeps it)."""
 
     def __init__(self, server: Any, password_env: str = ""):
         self.server = server
@@ -164,7 +170,14 @@ class ServerKind(ABC):
 
 class PostgresKind(ServerKind):
     name = "postgres"
+    short = "pg"
     bench_settings = {"jobs": 2}
+
+    @classmethod
+    def start_server(cls, base: Path, port: int | None = None) -> Any:
+        from harness import servers
+
+        return servers.start_postgres(base / "postgres", port=port)
 
     def connect(self, database: str | None = None, autocommit: bool = True) -> psycopg.Connection:
         s = self.server
@@ -268,6 +281,13 @@ class MysqlKind(ServerKind):
     """MySQL-compatible servers; the test servers are MariaDB."""
 
     name = "mysql"
+    short = "my"
+
+    @classmethod
+    def start_server(cls, base: Path, port: int | None = None) -> Any:
+        from harness import servers
+
+        return servers.start_mariadb(base / "mariadb", port=port)
 
     def connect(self, database: str | None = None, autocommit: bool = True) -> pymysql.Connection:
         s = self.server

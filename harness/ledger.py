@@ -109,7 +109,11 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class DbEndpoint:
-    """One database server as ScalarDB's JDBC storage sees it."""
+    """One database server as ScalarDB's JDBC storage sees it.
+
+    ``kind`` is ScalarDB's name of the JDBC database ("postgres", "mariadb": the JDBC URL scheme
+    and the multi-storage name), not a pausepoint store kind, so it is not asked of
+    ``harness/kinds.py`` (whose kinds are "postgres" and "mysql")."""
 
     kind: str  # "postgres" or "mariadb"
     host: str

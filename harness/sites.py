@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
-import pymysql
 import yaml
 
 from harness.bank_app import Db
+from harness.kinds import KINDS, for_servers
 from harness.servers import PASSWORD, MysqlServer, PostgresServer
 
 PG_ENV = "PP_TEST_PG_PASSWORD"
@@ -29,62 +28,29 @@ class SiteDb:
 
     @property
     def restore_override(self) -> dict:
-        if self.kind == "postgres":
-            return {"database": self.restored_name}
-        return {"database_map": {self.live_name: self.restored_name}}
+        return KINDS[self.kind].moved_to(self.live_name, self.restored_name)
 
 
 class SiteDbs:
     def __init__(self, pg: PostgresServer, my: MysqlServer, monkeypatch, prefix: str):
         self.pg, self.my, self.prefix = pg, my, prefix
+        self.kinds = for_servers(pg, my, {"postgres": PG_ENV, "mysql": MY_ENV})
         self._dbs: list[SiteDb] = []
         monkeypatch.setenv(PG_ENV, PASSWORD)
         monkeypatch.setenv(MY_ENV, PASSWORD)
 
-    def pg_db(self, name: str) -> Db:
-        pg = self.pg
-
-        def connect():
-            return psycopg.connect(
-                host=pg.host, port=pg.port, user=pg.user, password=PASSWORD, dbname=name
-            )
-
-        return Db(name, connect, "postgres")
-
-    def my_db(self, name: str) -> Db:
-        my = self.my
-
-        def connect():
-            return pymysql.connect(
-                host=my.host, port=my.port, user=my.user, password=PASSWORD, database=name
-            )
-
-        return Db(name, connect, "mysql")
-
     def database(self, label: str, kind: str) -> SiteDb:
         live, restored = f"{self.prefix}_{label}", f"{self.prefix}_{label}_r"
-        if kind == "postgres":
-            with self.pg.connect() as conn:
-                conn.execute(f'CREATE DATABASE "{live}"')
-            db = SiteDb(
-                f"{label}-pg".replace("_", "-"),
-                kind,
-                live,
-                restored,
-                self.pg_db(live),
-                self.pg_db(restored),
-            )
-        else:
-            with self.my.connect() as conn:
-                conn.cursor().execute(f"CREATE DATABASE `{live}`")
-            db = SiteDb(
-                f"{label}-my".replace("_", "-"),
-                kind,
-                live,
-                restored,
-                self.my_db(live),
-                self.my_db(restored),
-            )
+        server = self.kinds[kind]
+        server.create_db(live)
+        db = SiteDb(
+            f"{label}-{server.short}".replace("_", "-"),
+            kind,
+            live,
+            restored,
+            server.db(live),
+            server.db(restored),
+        )
         self._dbs.append(db)
         return db
 
@@ -92,26 +58,7 @@ class SiteDbs:
         return list(self._dbs)
 
     def store_config(self, db: SiteDb) -> dict:
-        if db.kind == "postgres":
-            return {
-                "kind": "postgres",
-                "name": db.store_name,
-                "host": self.pg.host,
-                "port": self.pg.port,
-                "user": self.pg.user,
-                "password": {"env": PG_ENV},
-                "database": db.live_name,
-                "bin_dir": str(self.pg.bin_dir),
-            }
-        return {
-            "kind": "mysql",
-            "name": db.store_name,
-            "host": self.my.host,
-            "port": self.my.port,
-            "user": self.my.user,
-            "password": {"env": MY_ENV},
-            "databases": [db.live_name],
-        }
+        return self.kinds[db.kind].store_config(db.store_name, db.live_name)
 
     def site_dict(self, targets: dict, stores: dict[str, list[SiteDb]], **extra) -> dict:
         data = {

@@ -26,7 +26,7 @@ from pathlib import Path
 from pausepoint.admin.client import AdminClient
 from pausepoint.admin.site_client import discover_nodes
 from pausepoint.catalog import Catalog, Lease, PendingPoint
-from pausepoint.catalog.manifest import ComponentRecord, RestorePoint
+from pausepoint.catalog.manifest import ComponentRecord, PauseWindowRecord, RestorePoint
 from pausepoint.clock import ClockBound, check_gate, required_hold_ms
 from pausepoint.errors import (
     BackupInterruptedError,
@@ -40,8 +40,16 @@ from pausepoint.errors import (
 from pausepoint.lease_guard import LeaseGuard
 from pausepoint.secrets import SecretResolver
 from pausepoint.site import Site
-from pausepoint.stores import open_store
-from pausepoint.stores.base import CaptureHandle, PreparedCapture, Store, StoreCapture
+from pausepoint.stores import open_store, registry
+from pausepoint.stores.base import (
+    CaptureContext,
+    CaptureHandle,
+    CaptureWindow,
+    LocalStagingSink,
+    PreparedCapture,
+    Store,
+    StoreCapture,
+)
 from pausepoint.window import LateWatch, PauseSession, deadline_for, no_pause_record
 
 log = logging.getLogger(__name__)
@@ -53,10 +61,18 @@ class StoreSlot:
 
     component: str
     store: Store
+    ctx: CaptureContext | None = None  # from begin(): point, names, artifact sink, clock
+    # A local staging directory instead of ``ctx`` (the protocol before capture contexts).
     workdir: Path | None = None
     prepared: PreparedCapture | None = None  # made before the pause, taken by open_capture
     handle: CaptureHandle | None = None
     capture: StoreCapture | None = None
+
+    def __post_init__(self) -> None:
+        if self.ctx is None and self.workdir is not None:
+            self.ctx = CaptureContext.local(
+                self.workdir, component=self.component, store=self.store.name
+            )
 
 
 class WindowSignals:
@@ -108,6 +124,7 @@ class BackupRun:
     late_watch: LateWatch | None = None  # after a failed pause: what the watch for late ones saw
     _late_errors: list[BaseException] = field(default_factory=list)
     _opened_count: int = 0
+    _window: PauseWindowRecord | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _local_id: str = field(default_factory=lambda: f"local-{uuid.uuid4().hex}")
 
@@ -157,9 +174,9 @@ class BackupRun:
     def hold_ms(self) -> int:
         """The derived hold (see clock.required_hold_ms), gated by the measured clock bound."""
         # Snapshot stores only need the window to cover open_capture, which the flow awaits
-        # before holding; PITR stores (later) contribute their timestamp granularity here.
-        granularity = [getattr(s.store, "pitr_granularity_ms", None) for s in self.slots]
-        pitr = [g for g in granularity if g is not None]
+        # before holding; PITR stores contribute their timestamp granularity here.
+        capabilities = [registry.capabilities(s.store.config) for s in self.slots]
+        pitr = [c.pitr_granularity_ms for c in capabilities if c.pitr_granularity_ms is not None]
         hold = required_hold_ms(
             self.clock if pitr else None,
             max(pitr) if pitr else None,
@@ -484,14 +501,32 @@ class BackupRun:
     def begin(self) -> PendingPoint:
         self.pending = self.catalog.begin_point(self.site.site)
         for slot in self.slots:
-            slot.workdir = self.pending.store_dir(slot.component, slot.store.name)
+            slot.ctx = CaptureContext(
+                sink=LocalStagingSink(self.pending.store_dir(slot.component, slot.store.name)),
+                point_id=self.pending.id,
+                site=self.site.site,
+                component=slot.component,
+                store=slot.store.name,
+                clock=self.clock,
+            )
         return self.pending
+
+    def window_record(self) -> PauseWindowRecord:
+        """The pause window as it happened (after it closed); the same record every time."""
+        with self._lock:  # the finish steps run in parallel: one record for all of them
+            if self._window is None:
+                if self.session is not None:
+                    self._window = self.session.record()
+                else:
+                    opened = [s.handle.opened_at for s in self.slots if s.handle is not None]
+                    self._window = no_pause_record(min(opened) if opened else datetime.now(UTC))
+            return self._window
 
     def prepare_capture(self, slot: StoreSlot) -> None:
         """Before the pause: what the store's open_capture can do ahead (see Store)."""
-        assert slot.workdir is not None
+        assert slot.ctx is not None
         try:
-            prepared = slot.store.prepare_capture(slot.workdir)
+            prepared = slot.store.prepare_capture(slot.ctx)
         except PausepointError:
             raise
         except Exception as exc:
@@ -522,11 +557,11 @@ class BackupRun:
         return errors
 
     def open_capture(self, slot: StoreSlot) -> None:
-        assert slot.workdir is not None
+        assert slot.ctx is not None
         with self._lock:
             prepared, slot.prepared = slot.prepared, None
         try:
-            slot.handle = slot.store.open_capture(slot.workdir, prepared)
+            slot.handle = slot.store.open_capture(slot.ctx, prepared)
         except PausepointError:
             raise
         except Exception as exc:
@@ -536,8 +571,11 @@ class BackupRun:
             ) from exc
 
     def finish_capture(self, slot: StoreSlot, progress=None) -> StoreCapture:
-        assert slot.handle is not None
+        assert slot.handle is not None and slot.ctx is not None
         try:
+            # Known only now that the window closed: a PITR kind records its mid-time.
+            w = self.window_record()
+            slot.ctx.window = CaptureWindow(start=w.start, end=w.end, mid=w.mid, paused=w.paused)
             slot.capture = slot.store.finish_capture(slot.handle, progress)
         except PausepointError:
             raise
@@ -574,11 +612,7 @@ class BackupRun:
 
     def register(self) -> RestorePoint:
         assert self.pending is not None
-        if self.session is not None:
-            window = self.session.record()
-        else:
-            opened = [s.handle.opened_at for s in self.slots if s.handle is not None]
-            window = no_pause_record(min(opened) if opened else datetime.now(UTC))
+        window = self.window_record()
         components: dict[str, ComponentRecord] = {}
         for name in self.site.components():
             targets = (

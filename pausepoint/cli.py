@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pausepoint.errors import ConfigError, PausepointError, PreflightError
+from pausepoint.errors import ConfigError, InternalError, PausepointError, PreflightError
 from pausepoint.site import Site
 
 
@@ -258,7 +258,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _drill(args)
     if args.command == "serve":
         return _serve(args)
-    raise AssertionError(args.command)
+    raise InternalError(f"the command {args.command!r} has no handler")
 
 
 def _prune(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import ntplib
 
 from pausepoint.catalog.manifest import ClockBoundRecord
-from pausepoint.errors import ClockSkewError
+from pausepoint.errors import ClockSkewError, ConfigError, InternalError
 
 NTP_PORT = 123
 DEFAULT_SAMPLES = 3
@@ -59,9 +59,9 @@ class ClockBound:
 
     def __post_init__(self) -> None:
         if self.uncertainty_s < 0 or math.isnan(self.uncertainty_s) or math.isnan(self.offset_s):
-            raise ValueError(f"invalid clock bound {self.offset_s!r} ± {self.uncertainty_s!r}")
+            raise InternalError(f"invalid clock bound {self.offset_s!r} ± {self.uncertainty_s!r}")
         if self.measured_at.tzinfo is None:
-            raise ValueError("measured_at must be timezone-aware (UTC)")
+            raise InternalError("measured_at must be timezone-aware (UTC)")
 
     @property
     def error_s(self) -> float:
@@ -137,12 +137,12 @@ def required_hold_ms(
     anyway). A granularity without a bound cannot be derived and raises ClockSkewError.
     """
     if min_hold_ms < 0 or capture_open_ms_estimate < 0:
-        raise ValueError("min_hold_ms and capture_open_ms_estimate must not be negative")
+        raise InternalError("min_hold_ms and capture_open_ms_estimate must not be negative")
     hold = max(min_hold_ms, math.ceil(capture_open_ms_estimate))
     if granularity_ms is None:
         return hold
     if granularity_ms < 0:
-        raise ValueError("granularity_ms must not be negative")
+        raise InternalError("granularity_ms must not be negative")
     if bound is None:
         raise ClockSkewError(
             "the site has point-in-time stores but no clock bound was measured, so the hold "
@@ -224,7 +224,7 @@ def _parse_server(spec: str) -> tuple[str, int]:
         return text, NTP_PORT  # a bare IPv6 address
     m = _SPEC.match(text)
     if not m or (m["port"] is not None and not 0 < int(m["port"]) < 65536):
-        raise ValueError(f"{spec!r} is not host or host:port (for example pool.ntp.org:123)")
+        raise ConfigError(f"{spec!r} is not host or host:port (for example pool.ntp.org:123)")
     return m["v6"] or m["host"], int(m["port"] or NTP_PORT)
 
 
@@ -270,7 +270,7 @@ def _measure_one(
     """The best of up to ``samples`` replies from one server, or why it gave none."""
     try:
         host, port = _parse_server(spec)
-    except ValueError as exc:
+    except ConfigError as exc:
         return str(exc)
     best: _Sample | None = None
     best_delay = math.inf
@@ -311,7 +311,7 @@ def measure(
             "Fix: list reachable servers in clock.ntp_servers (host or host:port)."
         )
     if samples < 1 or timeout_s <= 0:
-        raise ValueError("samples must be >= 1 and timeout_s > 0")
+        raise InternalError("samples must be >= 1 and timeout_s > 0")
     client = client or NtpClient()
     deadline = time.monotonic() + timeout_s
     results: dict[str, _Sample | str] = {}

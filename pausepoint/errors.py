@@ -28,6 +28,18 @@ class PausepointError(Exception):
     exit_code: int = 1
 
 
+class InternalError(PausepointError):
+    """A bug in pausepoint: its own code broke an internal contract (a helper called with
+    arguments it refuses, a step taken out of order, a store kind that lacks a primitive). No
+    site file, target file or environment causes it; the message says so and what broke.
+    Report it with the message and the traceback."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"internal error (a bug in pausepoint; please report it): {message}")
+
+
 # --- configuration and preflight -----------------------------------------------------------
 
 
@@ -63,6 +75,12 @@ class RestoreTargetError(ConfigError):
 
 class ScratchTargetError(ConfigError):
     """A drill's scratch target is (part of) the site's own databases, however it is spelt."""
+
+
+class StoreKindError(ConfigError):
+    """A store kind is not registered (a site file or restore point names a kind whose plugin
+    is not installed), or a kind's registry entry is inconsistent (its config model, its store
+    class, its capabilities): the message names the kind and what to fix."""
 
 
 class PreflightError(PausepointError):
@@ -163,6 +181,13 @@ class CaptureError(PausepointError):
     exit_code = 7
 
 
+class DumpFormatError(PausepointError, ValueError):
+    """A MySQL/MariaDB dump could not be read for its fingerprint (a row with an unbalanced
+    quote, a dump that ends inside a table's data). The store reports it inside a CaptureError
+    (at capture) or a RestoreError (fingerprinting a restored target), naming the store and
+    the databases. Also a ValueError, as the dump readers' callers catch."""
+
+
 class CatalogError(PausepointError):
     """The catalog cannot be read or written."""
 
@@ -191,6 +216,11 @@ class RestoreError(PausepointError):
     """Restoring failed."""
 
     exit_code = 9
+
+
+class PitrWindowError(RestoreError):
+    """A point-in-time store can no longer restore to the point's time: it lies outside the
+    store's restorable window now (the message names the window); nothing was changed."""
 
 
 class TargetNotEmptyError(RestoreError):

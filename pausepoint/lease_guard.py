@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 from pausepoint.catalog import Catalog
 from pausepoint.catalog.lease import Lease
+from pausepoint.errors import InternalError
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class LeaseGuard:
 
     def _require(self) -> Lease:
         if self.lease is None:
-            raise RuntimeError("LeaseGuard used before take()")
+            raise InternalError("LeaseGuard used before take()")
         return self.lease
 
     def _end(self, write: Callable[[], Lease]) -> Lease:

@@ -12,8 +12,9 @@ case, a socket directory and a TCP port of this machine with the same number are
 and a host that may be several servers (a libpq host list, a name with several addresses)
 counts as each of them.
 
-Kind-neutral for the kinds that reach a server by host/port and name databases (PostgreSQL,
-MySQL); a later store kind declares its own ``locations()``.
+Each store kind declares its locations in its registry entry (``pausepoint.stores.registry``);
+``server_locations`` is the one helper of the kinds that reach a server by host/port and name
+databases (PostgreSQL, MySQL).
 """
 
 from __future__ import annotations
@@ -126,37 +127,24 @@ def servers(
     return found
 
 
-def database_names(cfg: Any, *, as_target: bool) -> list[str]:
-    """The databases a store config names; as a restore target with ``database_map`` applied."""
-    names: list[str] = []
-    if isinstance(getattr(cfg, "database", None), str):
-        names.append(cfg.database)
-    dmap = (getattr(cfg, "database_map", None) or {}) if as_target else {}
-    names += [dmap.get(d, d) for d in getattr(cfg, "databases", None) or []]
-    return names
-
-
-def locations(
+def server_locations(
     cfg: Any,
+    names: Iterable[str],
     *,
     as_target: bool,
     where: str | None = None,
-    resolve: Resolver = system_resolver,
+    resolve: Resolver | None = None,
 ) -> frozenset[Location]:
-    """Every place a store config reads or (``as_target``: a restore) writes.
+    """The shared ``locations`` of the "server" kinds (PostgreSQL, MySQL): databases ``names``
+    on ``cfg.host`` (a libpq-style comma-separated list too) and ``cfg.port``.
 
     ``where`` names the file the config came from, for errors (default: the site file, or the
     restore target when ``as_target``). Raises LocationError when the place cannot be told.
     """
-    host, port = getattr(cfg, "host", None), getattr(cfg, "port", None)
+    resolve = resolve or system_resolver
+    host, port = cfg.host, cfg.port
     where = where or ("in the restore target" if as_target else "in the site file")
-    if not isinstance(host, str) or not isinstance(port, int):
-        raise LocationError(
-            f"store {cfg.name!r}: pausepoint cannot tell where a {cfg.kind} store keeps its "
-            "data (no host and port), so it cannot tell a restore target from the live site; "
-            "this kind cannot be restored by this version."
-        )
-    names = database_names(cfg, as_target=as_target)
+    names = list(names)
     if not names:
         raise LocationError(f"store {cfg.name!r} names no database ({where}); add one.")
     found: set[Location] = set()
@@ -166,6 +154,21 @@ def locations(
             for name in names:
                 found.add(Location(server, name.casefold(), f"{_hostport(part, port)}/{name}"))
     return frozenset(found)
+
+
+def locations(
+    cfg: Any,
+    *,
+    as_target: bool,
+    where: str | None = None,
+    resolve: Resolver = system_resolver,
+) -> frozenset[Location]:
+    """Every place a store config reads or (``as_target``: a restore) writes, as its kind's
+    registry entry declares (``pausepoint.stores.registry``). Raises LocationError when the
+    place cannot be told."""
+    from pausepoint.stores import registry  # the registry's entries use the helpers above
+
+    return registry.locations(cfg, as_target=as_target, where=where, resolve=resolve)
 
 
 def shown(locs: Iterable[Location]) -> str:

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from pausepoint.admin.client import AdminCallError, AdminClient, Reason
 from pausepoint.admin.fanout import call_all
 from pausepoint.catalog import Catalog
 from pausepoint.catalog.manifest import RestorePoint, explain_validation
+from pausepoint.catalog.restores import DONE, RestoreJournalRecord, StoreStep, restore_id
 from pausepoint.errors import (
     ConfigError,
     CorruptArtifactError,
@@ -41,8 +45,8 @@ from pausepoint.errors import (
 from pausepoint.locations import Location, Resolver, locations, system_resolver
 from pausepoint.secrets import SecretResolver
 from pausepoint.site import Site
-from pausepoint.stores import open_store
-from pausepoint.stores.base import Fingerprint, Store, StoreCapture
+from pausepoint.stores import open_store, registry
+from pausepoint.stores.base import Fingerprint, Store, StoreCapture, StoreJournal
 from pausepoint.validation import explain_lines
 from pausepoint.yamlfile import load_yaml
 
@@ -142,9 +146,10 @@ def load_target(path: str | Path | None) -> RestoreTarget:
 
 
 def retarget(cfg: Any, overrides: dict[str, Any], what: str) -> Any:
-    """The site's store config with a target's ``overrides`` applied (validated)."""
+    """The site's store config with a target's ``overrides`` applied (validated, by the kind's
+    ``StoreConfigBase.retarget``)."""
     try:
-        return type(cfg).model_validate({**cfg.model_dump(), **overrides})
+        return cfg.retarget(overrides)
     except ValidationError as exc:
         # where and what only; raised below, so the context holds no input value either
         problem = f"{what} for store {cfg.name!r} is invalid: {explain_validation(exc)}"
@@ -192,7 +197,8 @@ def place_stores(
     for comp, cfg in site.stores():
         overrides = target.stores.get(cfg.name, {})
         target_cfg = retarget(cfg, overrides, what)
-        source = f"in {what}" if "host" in overrides else "in the site file"
+        # The live places were resolved above: a place that fails now came from the target.
+        source = f"in {what}" if overrides else "in the site file"
         locs = locations(target_cfg, as_target=True, where=source, resolve=resolve)
         over = tuple((loc, tuple(live[loc])) for loc in sorted(locs, key=str) if loc in live)
         places.append(
@@ -230,6 +236,103 @@ def compare_fingerprints(store: str, captured: Fingerprint, restored: Fingerprin
     return problems
 
 
+def refuse_unsupported_modes(places: list[TargetPlace]) -> None:
+    """Refuse a store restored in place (or side by side) when its kind cannot restore so
+    (registry capabilities ``restore_modes``), before anything is touched."""
+    problems = []
+    for p in places:
+        modes = registry.capabilities(p.config).restore_modes
+        mode = "in_place" if p.in_place else "side_by_side"
+        if mode not in modes:
+            how = (
+                f"in place (over {p.describe_over()})"
+                if p.in_place
+                else "side by side (into a database the site does not use)"
+            )
+            fix = (
+                "restore it into a database the site does not use"
+                if p.in_place
+                else "restore it over its own live database, with the site's nodes stopped"
+            )
+            problems.append(f"store {p.name!r} ({p.config.kind}) cannot be restored {how}: {fix}")
+    if problems:
+        raise RestoreTargetError("; ".join(problems) + ". Nothing was touched.")
+
+
+class RestoreJournal:
+    """The journal of one restore (a point into one target) in the catalog, shared by the
+    stores' parallel restore steps. Written only when a store records a step; a store whose
+    entry says DONE starts afresh (that restore finished)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        site: str,
+        point_id: str,
+        target: dict[str, list[str]],
+    ):
+        self._catalog = catalog
+        self._lock = threading.Lock()
+        rid = restore_id(point_id, target)
+        now = datetime.now(UTC)
+        found = catalog.read_restore_journal(site, point_id, rid)
+        self.resumed = found is not None and any(s.step != DONE for s in found.stores.values())
+        if found is not None and self.resumed:
+            self.record = found.model_copy(update={"runs": found.runs + 1, "updated_at": now})
+        else:
+            self.record = RestoreJournalRecord(
+                site=site,
+                point_id=point_id,
+                restore_id=rid,
+                target=target,
+                started_at=now,
+                updated_at=now,
+            )
+        self._written = False
+
+    @property
+    def key(self) -> str:
+        return self.record.restore_id
+
+    def entry(self, store: str) -> StoreStep | None:
+        step = self.record.stores.get(store)
+        return None if step is None or step.step == DONE else step
+
+    def record_step(self, store: str, step: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            now = datetime.now(UTC)
+            stores = {**self.record.stores, store: StoreStep(step=step, data=data, at=now)}
+            record = self.record.model_copy(update={"stores": stores, "updated_at": now})
+            self._catalog.write_restore_journal(record)
+            self.record, self._written = record, True
+
+    def finish(self, store: str) -> None:
+        """The store's restore and settings are done: a later restore starts afresh."""
+        if store in self.record.stores:
+            self.record_step(store, DONE, {})
+
+    def for_store(self, store: str) -> _StoreJournal:
+        return _StoreJournal(self, store)
+
+
+class _StoreJournal(StoreJournal):
+    def __init__(self, journal: RestoreJournal, store: str):
+        self._journal, self._store = journal, store
+
+    @property
+    def step(self) -> str | None:
+        entry = self._journal.entry(self._store)
+        return entry.step if entry is not None else None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        entry = self._journal.entry(self._store)
+        return dict(entry.data) if entry is not None else {}
+
+    def record(self, step: str, data: Mapping[str, Any] | None = None) -> None:
+        self._journal.record_step(self._store, step, dict(data or {}))
+
+
 @dataclass
 class RestoreSlot:
     component: str
@@ -239,6 +342,7 @@ class RestoreSlot:
     in_place: bool  # writes over a database the live site uses (decided by location)
     place: TargetPlace | None = None
     fingerprint_problems: list[str] = field(default_factory=list)
+    journal: StoreJournal | None = None  # this store's part of the run's restore journal
 
 
 @dataclass
@@ -253,6 +357,7 @@ class RestoreRun:
     slots: list[RestoreSlot] = field(default_factory=list)
     # validate() checked the sha256 of the very files the stores will read.
     artifacts_verified: bool = False
+    journal: RestoreJournal | None = None  # from validate(): resumes a restore that crashed
 
     @classmethod
     def prepare(
@@ -287,6 +392,7 @@ class RestoreRun:
                 )
                 + ". Give each store its own database in the restore target. Nothing was touched."
             )
+        refuse_unsupported_modes(run.places)
         return run
 
     def validate(self) -> None:
@@ -316,6 +422,20 @@ class RestoreRun:
                 "the catalog's files from a copy."
             )
         self.artifacts_verified = self.catalog.driver.fetches_in_place
+        self.journal = RestoreJournal(
+            self.catalog,
+            self.site.site,
+            self.point.id,
+            {p.name: sorted(f"{x.server}/{x.database}" for x in p.locations) for p in self.places},
+        )
+        if self.journal.resumed:
+            log.warning(
+                "restore of point %s into this target resumes restore %s (run %d), from the "
+                "steps its stores recorded",
+                self.point.id,
+                self.journal.key,
+                self.journal.record.runs,
+            )
         for place in self.places:
             _, capture = self.point.store(place.name)
             self.slots.append(
@@ -328,6 +448,7 @@ class RestoreRun:
                     ),
                     in_place=place.in_place,
                     place=place,
+                    journal=self.journal.for_store(place.name),
                 )
             )
 
@@ -365,14 +486,28 @@ class RestoreRun:
             )
 
     def check_target(self, slot: RestoreSlot) -> None:
+        """Before any change (every store's, before the first restore): the point lies in the
+        store's restorable window now (PITR kinds), and the target is ready."""
+        slot.store.check_restorable(slot.capture)
+        if slot.journal is not None and slot.journal.step is not None:
+            return  # resuming: the target holds what the crashed run already restored
         # Not check(): a restore target's database may not exist yet (restore creates it).
         slot.store.check_restore_target(slot.capture, self.target.replace)
 
     def restore(self, slot: RestoreSlot) -> None:
+        """Restore, then re-apply what a provider's restore resets (before the fingerprints);
+        a store that journals its steps resumes from the last one recorded."""
         # The store skips its own sha256 pass when validate() already hashed these files.
         slot.store.restore(
-            slot.capture, slot.source_dir, self.target.replace, verified=self.artifacts_verified
+            slot.capture,
+            slot.source_dir,
+            self.target.replace,
+            verified=self.artifacts_verified,
+            journal=slot.journal,
         )
+        slot.store.reapply_settings(slot.capture)
+        if self.journal is not None:
+            self.journal.finish(slot.store.name)
 
     def verify(self, slot: RestoreSlot) -> list[str]:
         store = slot.store

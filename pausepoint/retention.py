@@ -29,7 +29,7 @@ from typing import Any
 
 from pausepoint.catalog.base import Catalog
 from pausepoint.catalog.lease import Lease
-from pausepoint.errors import CatalogError
+from pausepoint.errors import CatalogError, InternalError
 
 # Ended leases are kept at least this long, whatever keep_daily_days says: they tell who paused
 # what and who had to unpause it.
@@ -43,12 +43,12 @@ class Policy:
 
     def __post_init__(self) -> None:
         if self.keep_last < 1:
-            raise ValueError(
+            raise InternalError(
                 f"keep_last is {self.keep_last}: at least the newest point is always kept, so give "
                 "1 or more"
             )
         if self.keep_daily_days < 0:
-            raise ValueError(f"keep_daily_days is {self.keep_daily_days}: give 0 or more days")
+            raise InternalError(f"keep_daily_days is {self.keep_daily_days}: give 0 or more days")
 
     @property
     def lease_days(self) -> int:
@@ -124,7 +124,7 @@ def candidates(catalog: Catalog, site: str) -> tuple[list[Candidate], dict[str, 
 
 def _aware(value: datetime, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} {value.isoformat()} has no time zone; give an aware datetime")
+        raise InternalError(f"{what} {value.isoformat()} has no time zone; give an aware datetime")
     return value.astimezone(UTC)
 
 
@@ -135,7 +135,7 @@ def plan(candidates: Iterable[Candidate], policy: Policy, now: datetime) -> Rete
     ids = [c.id for c in points]
     if len(ids) != len(set(ids)):
         dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise ValueError(f"restore point ids appear more than once: {dup}")
+        raise InternalError(f"restore point ids appear more than once: {dup}")
     times = {c.id: _aware(c.time, f"time of point {c.id}") for c in points}
     ordered = sorted(points, key=lambda c: (times[c.id], c.id), reverse=True)
 

@@ -30,6 +30,7 @@ from pausepoint.admin.client import AdminCallError, AdminClient, Reason
 from pausepoint.admin.fanout import AdminCall, Result, fan_out
 from pausepoint.catalog.manifest import PauseWindowRecord, TimelineEvent
 from pausepoint.errors import (
+    InternalError,
     NodeAlreadyPausedError,
     PauseError,
     PauseStillPausedError,
@@ -492,7 +493,7 @@ class PauseSession:
     def record(self) -> PauseWindowRecord:
         """The window as it happened; valid only after a successful pause and unpause."""
         if self._window_start is None or self._window_end is None or self._first_pause_sent is None:
-            raise RuntimeError("record() needs a completed pause window")
+            raise InternalError("PauseSession.record() needs a completed pause window")
         start, end = self._window_start, self._window_end
         assert self._window_start_mono is not None and self._first_unpause_sent_mono is not None
         last_unpause = self._last_unpause_mono or self._first_unpause_sent_mono

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pausepoint.admin.client import AdminClient
+from pausepoint.errors import InternalError
 from pausepoint.site import Target
 
 K = TypeVar("K", bound=Hashable)
@@ -78,9 +79,9 @@ def call_all(
     """
     keys = list(targets)
     if len(set(keys)) != len(keys):
-        raise ValueError("call_all needs distinct targets; one is listed twice")
+        raise InternalError("call_all needs distinct targets; one is listed twice")
     if max_workers is not None and max_workers < 1:
-        raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        raise InternalError(f"max_workers must be >= 1, got {max_workers}")
     if not keys:
         return {}
     workers = max_workers or min(len(keys), DEFAULT_MAX_WORKERS)
@@ -124,7 +125,7 @@ def fan_out(
     """
     keys = list(keys)
     if len(set(keys)) != len(keys):
-        raise ValueError("fan_out needs distinct keys; one is listed twice")
+        raise InternalError("fan_out needs distinct keys; one is listed twice")
     many = getattr(client, "call_many", None)
     if many is None:
 

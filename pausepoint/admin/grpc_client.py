@@ -54,7 +54,7 @@ from google.rpc import error_details_pb2, status_pb2
 from pausepoint.admin._generated import scalar_admin_pb2, scalar_admin_pb2_grpc
 from pausepoint.admin.client import AdminCallError, Reason
 from pausepoint.admin.fanout import AdminCall, Result
-from pausepoint.errors import ConfigError
+from pausepoint.errors import ConfigError, InternalError
 from pausepoint.site import Target, TlsSettings
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ class GrpcAdminClient:
             # the submission, which would leave this caller waiting for ever.
             if self._closed:
                 coro.close()  # type: ignore[attr-defined]
-                raise RuntimeError("this GrpcAdminClient is closed; build a new one")
+                raise InternalError("this GrpcAdminClient is closed; build a new one")
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
                 self._loop_thread = threading.Thread(
@@ -272,12 +272,12 @@ class GrpcAdminClient:
                 self._loop_thread.start()
             if threading.current_thread() is self._loop_thread:
                 coro.close()  # type: ignore[attr-defined]
-                raise RuntimeError("GrpcAdminClient called from its own event loop")
+                raise InternalError("GrpcAdminClient called from its own event loop")
             future = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
         try:
             return future.result()
         except concurrent.futures.CancelledError:
-            raise RuntimeError("this GrpcAdminClient was closed during the call") from None
+            raise InternalError("this GrpcAdminClient was closed during the call") from None
 
     async def _shutdown(self, entries: list[_Channel]) -> None:
         current = asyncio.current_task()
@@ -312,7 +312,7 @@ class GrpcAdminClient:
             elif call.method == "check_paused":
                 value = await self._check_paused(call.target, **call.kwargs)
             else:
-                raise ValueError(f"unknown admin call {call.method!r}")
+                raise InternalError(f"unknown admin call {call.method!r}")
         except Exception as exc:  # kept per call, as call_all does
             return Result(None, exc, started_at, started_mono, datetime.now(UTC), time.monotonic())
         # Read the clocks the instant the call returned, before any other bookkeeping.
@@ -353,7 +353,7 @@ class GrpcAdminClient:
         timeout_s: float,
     ) -> Any:
         if not timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+            raise InternalError(f"timeout_s must be > 0, got {timeout_s!r}")
         entry = self._acquire(target)
         try:
             return await pick(entry.stub)(request, timeout=timeout_s)
@@ -379,7 +379,7 @@ class GrpcAdminClient:
     def _acquire(self, target: Target) -> _Channel:
         with self._lock:
             if self._closed:
-                raise RuntimeError("this GrpcAdminClient is closed; build a new one")
+                raise InternalError("this GrpcAdminClient is closed; build a new one")
             entry = self._channels.get(target)
             if entry is None:
                 channel = self._open_channel(target, self._tls.get(target, self._default_tls))

@@ -31,10 +31,12 @@ from pausepoint.catalog.drills import DrillRecord, dump_drill, parse_drill
 from pausepoint.catalog.driver import ArtifactWriter, CatalogDriver, Versioned
 from pausepoint.catalog.lease import Lease, LeaseState, dump_lease, parse_lease
 from pausepoint.catalog.manifest import RestorePoint, dump_manifest, parse_manifest
+from pausepoint.catalog.restores import RestoreJournalRecord, dump_journal, parse_journal
 from pausepoint.errors import (
     CatalogConflictError,
     CatalogError,
     CorruptArtifactError,
+    InternalError,
     LeaseError,
     RestorePointNotFoundError,
 )
@@ -468,6 +470,26 @@ class Catalog:
         self.driver.delete(layout.manifest_key(site, point_id))
         self.driver.delete_prefix(layout.point_key(site, point_id))
 
+    # --- restore journals (see catalog/restores.py) -------------------------------------------
+
+    def read_restore_journal(
+        self, site: str, point_id: str, restore_id: str
+    ) -> RestoreJournalRecord | None:
+        """The journal of a restore of this point into one target; None when there is none."""
+        key = layout.restore_journal_key(site, point_id, restore_id)
+        if not self.driver.exists(key):
+            return None
+        return parse_journal(self.driver.read_bytes(key), self.driver.location(key))
+
+    def write_restore_journal(self, record: RestoreJournalRecord) -> str:
+        """Write (replace) a restore journal atomically; returns where."""
+        if not self.driver.exists(layout.manifest_key(record.site, record.point_id)):
+            # never recreate a deleted point's directory
+            raise RestorePointNotFoundError(self._not_found(record.site, record.point_id))
+        key = layout.restore_journal_key(record.site, record.point_id, record.restore_id)
+        self.driver.write_atomic(key, dump_journal(record))
+        return self.driver.location(key)
+
     # --- drills -----------------------------------------------------------------------------
 
     def record_drill(self, record: DrillRecord) -> str:
@@ -639,7 +661,7 @@ class Catalog:
     ) -> Lease:
         """Someone else (the watchdog) had to act on this lease; ``reason`` says what and why."""
         if not reason.strip():
-            raise ValueError("say why the lease is broken")
+            raise InternalError("break_lease() needs a reason: say why the lease is broken")
         return self._end_lease(site, run_id, "broken", reason, now)
 
     def delete_lease(self, site: str, run_id: str) -> None:

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pausepoint.errors import InternalError
+
 
 class CatalogConfigBase(BaseModel):
     """What every driver's settings offer the code that is not the driver."""
@@ -20,7 +22,7 @@ class CatalogConfigBase(BaseModel):
 
     def describe(self) -> str:
         """Where the catalog is, for people (a directory, an s3:// URL). Never a secret."""
-        raise NotImplementedError
+        raise InternalError(f"catalog settings {type(self).__name__} implement no describe()")
 
     def relative_to(self, base: Path) -> CatalogConfigBase:
         """These settings with paths made absolute against ``base`` (the site file's

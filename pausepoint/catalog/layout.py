@@ -5,6 +5,7 @@ Keys are '/'-separated and relative to the catalog's root, the same for every dr
     <site>/points/<point id>/manifest.json                  the finish marker, written last
     <site>/points/<point id>/<component>/<store>/<artifact>  what one store captured
     <site>/points/<point id>/drills/<UTC time>.json         one drill (test restore) of the point
+    <site>/points/<point id>/restores/<restore id>.json      how far a restore into one target got
     <site>/leases/<run id>.json                             which nodes a run paused, until when
     <site>/leases/quarantine/<run id>.json.<UTC time>       a damaged lease, moved aside for people
 
@@ -19,12 +20,13 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
-from pausepoint.errors import CatalogError, RestorePointNotFoundError
+from pausepoint.errors import CatalogError, InternalError, RestorePointNotFoundError
 
 MANIFEST = "manifest.json"
 LEASE_SUFFIX = ".json"
 QUARANTINE = "quarantine"  # never a run id's file: lease files end with LEASE_SUFFIX
 DRILLS = "drills"  # never a component name: components are ledger and auditor
+RESTORES = "restores"  # idem
 
 _POINT_ID = re.compile(r"^(?P<time>\d{8}T\d{6}Z)-(?P<suffix>[0-9a-f]{4})$")
 _ID_TIME = "%Y%m%dT%H%M%SZ"
@@ -47,7 +49,7 @@ def point_id_time(point_id: str) -> datetime:
     """When the backup with this id began (to the second)."""
     m = _POINT_ID.match(point_id)
     if not m:
-        raise ValueError(f"{point_id!r} is not a restore point id")
+        raise InternalError(f"{point_id!r} is not a restore point id")
     return datetime.strptime(m["time"], _ID_TIME).replace(tzinfo=UTC)
 
 
@@ -140,6 +142,11 @@ def drills_prefix(site: str, point_id: str) -> str:
 def drill_key(site: str, point_id: str, started_at: datetime) -> str:
     name = started_at.astimezone(UTC).strftime(_DRILL_TIME)
     return f"{drills_prefix(site, point_id)}/{name}.json"
+
+
+def restore_journal_key(site: str, point_id: str, restore_id: str) -> str:
+    name = check_segment("restore id", restore_id)
+    return f"{point_key(site, point_id)}/{RESTORES}/{name}.json"
 
 
 def is_drill_name(name: str) -> bool:

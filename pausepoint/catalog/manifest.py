@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pausepoint.errors import CatalogError
+from pausepoint.errors import CatalogError, IncompleteRestorePointError
 from pausepoint.stores.base import StoreCapture
 
 MANIFEST_FORMAT = 1
@@ -90,7 +90,11 @@ class RestorePoint(BaseModel):
             for s in comp.stores:
                 if s.name == name:
                     return comp_name, s
-        raise KeyError(name)
+        raise IncompleteRestorePointError(
+            f"restore point {self.id} has no store {name!r}; it holds "
+            f"{', '.join(s.name for c in self.components.values() for s in c.stores)}: restore "
+            "a point made with this store, or a target that names only the point's stores"
+        )
 
 
 # --- reading and writing --------------------------------------------------------------------

@@ -1,34 +1,20 @@
-"""Store kinds behind one protocol, picked by ``kind`` from a registry."""
+"""Store kinds behind one protocol (``base.Store``), declared in one registry (``registry``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field
+from typing import Any
 
 from pausepoint.stores.base import Store, StoreCapture, StoreConfigBase
-from pausepoint.stores.mysql_config import MysqlConfig
-from pausepoint.stores.postgres_config import PostgresConfig
-
-# A discriminated union: the site file's `kind:` picks the model, and errors name the kind.
-StoreConfig = Annotated[PostgresConfig | MysqlConfig, Field(discriminator="kind")]
+from pausepoint.stores.registry import open_store, store_class
 
 
-def store_class(kind: str) -> type[Store]:
-    """The Store implementation of a kind (imported lazily: each pulls its own driver)."""
-    if kind == "postgres":
-        from pausepoint.stores.postgres import PostgresStore
+def __getattr__(name: str) -> Any:
+    # The union of the kinds registered NOW (a test may add one); built on each access.
+    if name == "StoreConfig":
+        from pausepoint.stores.registry import config_union
 
-        return PostgresStore
-    if kind == "mysql":
-        from pausepoint.stores.mysql import MysqlStore
-
-        return MysqlStore
-    raise KeyError(f"no store implementation for kind {kind!r}")
+        return config_union()
+    raise AttributeError(name)
 
 
-def open_store(config: StoreConfigBase, resolve) -> Store:
-    return store_class(config.kind)(config, resolve)
-
-
-__all__ = ["Store", "StoreCapture", "StoreConfig", "open_store", "store_class"]
+__all__ = ["Store", "StoreCapture", "StoreConfig", "StoreConfigBase", "open_store", "store_class"]

@@ -7,7 +7,7 @@
 - artifacts: sha256 of files (parallel), verification before a restore
 - progress: a thread that reports bytes written so far
 - fingerprints: per-row hash sums (in SQL or over rows read here), folded into one hex value
-- ServerStore: what the two client/server kinds (postgres, mysql) share
+- ServerStore: what the two client/server kinds (postgres, mysql) share beyond ``Store``
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
 from pausepoint.errors import (
-    CaptureError,
     CorruptArtifactError,
+    InternalError,
     PausepointError,
+    RestoreError,
     ToolMissingError,
 )
-from pausepoint.stores.base import Artifact, CaptureHandle, ProgressFn, Store, StoreCapture
+from pausepoint.stores.base import Artifact, CaptureHandle, ProgressFn, Store
 
 CHUNK = 1 << 20  # 1 MiB: large enough that hashlib/zlib release the GIL and syscalls are few
 
@@ -95,7 +96,7 @@ def _refuse_secrets_in_argv(argv: Sequence[str], secrets: Iterable[str]) -> None
     # A programming error, not an operator's: argv is visible to every user of the machine.
     for s in secrets:
         if s and any(s in a for a in argv):
-            raise ValueError("refusing to start a tool with a secret on its command line")
+            raise InternalError("refusing to start a tool with a secret on its command line")
 
 
 class ToolProcess:
@@ -236,7 +237,7 @@ class SecretFile:
     @property
     def fd(self) -> int:
         if self._fd is None:
-            raise RuntimeError("the secret file is closed")
+            raise InternalError("the secret file is closed")
         return self._fd
 
     @property
@@ -443,7 +444,11 @@ class PipeWriter:
         while start < end:
             sent = os.sendfile(self.fd, in_fd, start, min(end - start, self._room()))
             if sent == 0:
-                raise OSError(f"sendfile made no progress at byte {start} of {end}")
+                raise RestoreError(
+                    f"copying {end} bytes into a restore tool stopped at byte {start} (the "
+                    "file is shorter than it was): check that nothing changes the catalog's "
+                    "artifacts during a restore, then run it again with --replace"
+                )
             start += sent
 
     def write(self, data: bytes | memoryview) -> None:
@@ -657,11 +662,10 @@ H = TypeVar("H", bound=CaptureHandle)
 
 class ServerStore(Store[Any], Generic[H]):
     """Base of the kinds that reach a database server as host:port/user/password and run its
-    dump tools. Subclasses implement ``_finish`` and ``abort_capture``; finish always releases
-    the snapshot, whatever happens."""
+    dump tools: tool versions, the password, and the messages of a failed connection. The
+    capture's ownership rules are ``Store``'s."""
 
     product: str  # for messages: "PostgreSQL", "MySQL/MariaDB"
-    handle_type: type[H]
 
     def __init__(self, config: Any, resolve: Any):
         super().__init__(config, resolve)
@@ -697,31 +701,3 @@ class ServerStore(Store[Any], Generic[H]):
             f"{self.config.user!r}: {cause}; check host, port, and that the server runs and "
             "accepts this client"
         )
-
-    def _own(self, handle: CaptureHandle) -> H:
-        if not isinstance(handle, self.handle_type):
-            raise TypeError(f"store {self.name}: not a {self.kind} capture handle: {handle!r}")
-        return handle
-
-    def finish_capture(
-        self, handle: CaptureHandle, progress: ProgressFn | None = None
-    ) -> StoreCapture:
-        h = self._own(handle)
-        try:
-            return self._finish(h, progress)
-        except Exception as exc:
-            # A full disk reads as a tool's or a write's failure; say what it is and what to do.
-            workdir = getattr(h, "workdir", None)
-            if workdir is not None and out_of_space(exc):
-                raise CaptureError(
-                    f"store {self.name}: the catalog's disk is full: no space left on device "
-                    f"for {workdir} while copying the snapshot; no restore point was registered. "
-                    "Free space there (`pausepoint prune --site FILE` deletes old restore points) "
-                    f"or point catalog.path at a larger disk, then back up again. ({exc})"
-                ) from exc
-            raise
-        finally:
-            self.abort_capture(h)
-
-    def _finish(self, handle: H, progress: ProgressFn | None) -> StoreCapture:
-        raise NotImplementedError

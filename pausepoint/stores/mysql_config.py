@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from pausepoint.secrets import SecretRef
-from pausepoint.stores.base import StoreConfigBase
+from pausepoint.stores.base import CaptureDetails, StoreConfigBase
 
 
 class MysqlConfig(StoreConfigBase):
@@ -32,3 +32,14 @@ class MysqlConfig(StoreConfigBase):
             "when server, dump and compression share two cores"
         ),
     )
+
+
+class MysqlCaptureDetails(CaptureDetails):
+    """What a MySQL/MariaDB capture records for its restore (``StoreCapture.details``). Points
+    of earlier versions may also hold ``commit_guard`` (kept, unused)."""
+
+    databases: list[str] = Field(min_length=1)
+    dump_file: str
+    gzip_level: int = 0
+    uncompressed_bytes: int = 0
+    snapshot_signal: str = ""

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from psycopg import sql
 
 from pausepoint.errors import (
     CaptureError,
+    InternalError,
     PausepointError,
     RestoreError,
     StoreCheckError,
@@ -35,23 +35,23 @@ from pausepoint.stores._common import (
     ServerStore,
     ToolProcess,
     artifacts_checked_beside,
-    dir_size,
     feeding,
     find_tool,
     fold_row_hashes,
-    list_artifacts,
     major_version,
     redact,
 )
 from pausepoint.stores.base import (
+    CaptureContext,
     CaptureHandle,
     Fingerprint,
     PreparedCapture,
     ProgressFn,
     StoreCapture,
+    StoreJournal,
     TableFingerprint,
 )
-from pausepoint.stores.postgres_config import PostgresConfig
+from pausepoint.stores.postgres_config import PostgresCaptureDetails, PostgresConfig
 
 CLIENT_PACKAGE = "postgresql-client"
 DUMP_DIR = "dump"  # pg_dump's directory-format output, relative to the capture workdir
@@ -107,30 +107,31 @@ def row_hash_column(name: str, type_oid: int) -> sql.Composable:
 class PostgresPreparedCapture(PreparedCapture):
     """Made before the pause: the connection that will export the snapshot, open and idle."""
 
-    def __init__(self, workdir: Path, conn: psycopg.Connection):
-        super().__init__(workdir)
+    def __init__(self, ctx: CaptureContext, conn: psycopg.Connection):
+        super().__init__(ctx)
         self.conn = conn
 
     def free(self) -> None:
         if not self.conn.closed:
-            self.conn.close()
+            self.conn.close()  # ends the transaction: the snapshot is released
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PostgresCaptureHandle(CaptureHandle):
-    workdir: Path
-    conn: psycopg.Connection
+    prepared: PostgresPreparedCapture  # its connection holds the exporting transaction
     snapshot_id: str
-    opened_at: datetime
     dump: ToolProcess | None = None
-    closed: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        return self.prepared.conn
 
 
 class PostgresStore(ServerStore[PostgresCaptureHandle]):
     kind = "postgres"
     fingerprint_method = FINGERPRINT
     product = "PostgreSQL"
+    prepared_type = PostgresPreparedCapture
     handle_type = PostgresCaptureHandle
     config: PostgresConfig
 
@@ -319,45 +320,31 @@ class PostgresStore(ServerStore[PostgresCaptureHandle]):
 
     # --- capture ----------------------------------------------------------------------------
 
-    def prepare_capture(self, workdir: Path) -> PostgresPreparedCapture:
+    def _prepare(self, ctx: CaptureContext) -> PostgresPreparedCapture:
         """Before the pause: the connection (a TCP connect and a SCRAM exchange, 5-15 ms on
         the test machine, more on a loaded one) is opened here, not inside the window."""
-        workdir.mkdir(parents=True, exist_ok=True)
-        return PostgresPreparedCapture(workdir, self._connect(CaptureError))
+        return PostgresPreparedCapture(ctx, self._connect(CaptureError))
 
-    def open_capture(
-        self, workdir: Path, prepared: PreparedCapture | None = None
-    ) -> PostgresCaptureHandle:
-        p = prepared if prepared is not None else self.prepare_capture(workdir)
-        if not isinstance(p, PostgresPreparedCapture):
-            raise TypeError(f"store {self.name}: not a postgres prepared capture: {p!r}")
+    def _open(self, p: PostgresPreparedCapture) -> PostgresCaptureHandle:
         try:
-            p.take()
-        except RuntimeError as exc:
-            raise CaptureError(f"store {self.name}: cannot open the capture: {exc}") from None
-        conn = p.conn
-        try:
-            if conn.closed or conn.broken:  # lost since the preparation: connect again
-                conn.close()
-                conn = self._connect(CaptureError)
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            snapshot_id = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+            if p.conn.closed or p.conn.broken:  # lost since the preparation: connect again
+                p.conn.close()
+                p.conn = self._connect(CaptureError)
+            p.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            snapshot_id = p.conn.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
         except psycopg.Error as exc:
-            conn.close()
             raise CaptureError(
                 f"store {self.name}: could not export a snapshot of database "
                 f"{self.config.database!r} at {self._where}: {exc}"
             ) from exc
-        except BaseException:
-            conn.close()
-            raise
         return PostgresCaptureHandle(
-            workdir=p.workdir, conn=conn, snapshot_id=snapshot_id, opened_at=datetime.now(UTC)
+            ctx=p.ctx, prepared=p, snapshot_id=snapshot_id, opened_at=datetime.now(UTC)
         )
 
     def _finish(self, h: PostgresCaptureHandle, progress: ProgressFn | None) -> StoreCapture:
         dump_tool = self._tool("pg_dump")
-        out = h.workdir / DUMP_DIR
+        sink = h.ctx.sink
+        out = sink.spool(DUMP_DIR)  # pg_dump -Fd writes a directory: a local spool
         try:
             # Catalog reads inside the transaction see the snapshot: same schemas as the dump.
             schemas = self._schemas(h.conn, CaptureError)
@@ -377,8 +364,8 @@ class PostgresStore(ServerStore[PostgresCaptureHandle]):
             if h.closed:
                 raise CaptureError(f"store {self.name}: the capture was aborted")
             h.dump = ToolProcess(argv, env=env, secrets=[env.get("PGPASSWORD", "")])
-        # The workdir is this store's alone: the dump and, once written, its TOC_FILE.
-        with ProgressPoller(self.name, progress, lambda: dir_size(h.workdir)):
+        # The sink is this store's alone: the dump and, once written, its TOC_FILE.
+        with ProgressPoller(self.name, progress, sink.size):
             try:
                 # On the exporting connection: exactly the snapshot pg_dump copies, and it runs
                 # while pg_dump works (server-side work on another backend). One backend only:
@@ -403,47 +390,34 @@ class PostgresStore(ServerStore[PostgresCaptureHandle]):
                 listing = pool.submit(
                     self._table_of_contents, self._tool("pg_restore"), out, CaptureError
                 )
-                artifacts = list_artifacts(h.workdir, (p for p in out.rglob("*") if p.is_file()))
-                toc = h.workdir / TOC_FILE
-                toc.write_text(listing.result())
+                artifacts = sink.collect(p for p in out.rglob("*") if p.is_file())
+                with sink.open(TOC_FILE) as toc:
+                    toc.write(listing.result().encode())
+                    toc_artifact = toc.close()
         return StoreCapture(
             name=self.name,
             kind=self.kind,
             method="pg_dump-directory",
-            artifacts=[*artifacts, *list_artifacts(h.workdir, [toc])],
+            artifacts=[*artifacts, toc_artifact],
             fingerprint=fingerprint,
             fingerprint_method=self.fingerprint_method,
             tool_versions={"pg_dump": self._tool_version(dump_tool), "server": server_version},
             snapshot_established_at=h.opened_at,
-            details={
-                "database": self.config.database,
-                "schemas": schemas,
-                "snapshot_id": h.snapshot_id,
-                "jobs": self.config.jobs,
-                "dump_dir": DUMP_DIR,
-                "toc": TOC_FILE,
-            },
+            details=PostgresCaptureDetails(
+                database=self.config.database,
+                schemas=schemas,
+                snapshot_id=h.snapshot_id,
+                jobs=self.config.jobs,
+                dump_dir=DUMP_DIR,
+                toc=TOC_FILE,
+            ),
         )
 
-    def abort_capture(self, handle: CaptureHandle) -> None:
-        h = self._own(handle)
-        with h.lock:
-            h.closed = True
-            if h.dump is not None:
-                h.dump.kill()
-            if not h.conn.closed:
-                h.conn.close()  # ends the transaction: the snapshot is released
+    def _release(self, h: PostgresCaptureHandle) -> None:
+        if h.dump is not None:
+            h.dump.kill()  # the connection (and its snapshot) goes with h.prepared
 
     # --- restore ----------------------------------------------------------------------------
-
-    def _captured_schemas(self, capture: StoreCapture) -> list[str]:
-        schemas = capture.details.get("schemas")
-        if not isinstance(schemas, list):
-            raise RestoreError(
-                f"store {self.name}: the capture does not list its schemas; it was not made by "
-                "the postgres store kind"
-            )
-        return schemas
 
     def _open_target(self) -> psycopg.Connection | None:
         """A connection to the restore target's database; None when it does not exist yet."""
@@ -478,7 +452,7 @@ class PostgresStore(ServerStore[PostgresCaptureHandle]):
         return {schema for schema, _ in rows}
 
     def check_restore_target(self, capture: StoreCapture, replace: bool) -> None:
-        schemas = self._captured_schemas(capture)
+        schemas = self.captured_details(capture).schemas
         conn = self._open_target()
         if conn is None:
             return  # restore creates it
@@ -486,11 +460,18 @@ class PostgresStore(ServerStore[PostgresCaptureHandle]):
             self._refuse_non_empty(conn, schemas, replace)
 
     def restore(
-        self, capture: StoreCapture, source_dir: Path, replace: bool, *, verified: bool = False
+        self,
+        capture: StoreCapture,
+        source_dir: Path,
+        replace: bool,
+        *,
+        verified: bool = False,
+        journal: StoreJournal | None = None,
     ) -> None:
         restore_tool = self._tool("pg_restore")
-        schemas = self._captured_schemas(capture)
-        dump_dir = source_dir / str(capture.details.get("dump_dir", DUMP_DIR))
+        details: PostgresCaptureDetails = self.captured_details(capture)
+        schemas = details.schemas
+        dump_dir = source_dir / details.dump_dir
         db = self.config.database
         env = self._env()
         # pg_restore starts first and waits: it reads its list (--use-list; /dev/stdin, Linux)
@@ -533,7 +514,7 @@ class PostgresStore(ServerStore[PostgresCaptureHandle]):
                                     )
                                 )
                         existing = set()  # every captured schema was just dropped
-            toc = capture.details.get("toc")
+            toc = details.toc
             contents = (
                 (source_dir / str(toc)).read_text()
                 if toc  # for a point made before TOC_FILE, list the dump
@@ -598,7 +579,7 @@ class PostgresStore(ServerStore[PostgresCaptureHandle]):
         self, tables: list[str] | None = None, method: str | None = None
     ) -> Fingerprint:
         if method not in (None, FINGERPRINT):  # the only one there has been
-            raise ValueError(f"store {self.name}: no fingerprint method {method!r}")
+            raise InternalError(f"store {self.name}: no fingerprint method {method!r}")
         with self._connect(RestoreError) as conn:
             schemas = self._schemas(conn, RestoreError)
             found = self._tables(conn, schemas)

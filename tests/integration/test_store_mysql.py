@@ -14,8 +14,8 @@ import pytest
 from harness.servers import MysqlServer
 from pausepoint.errors import CaptureError, StoreCheckError
 from pausepoint.secrets import SecretRef, SecretResolver
-from pausepoint.stores import mysql
 from pausepoint.stores.mysql import MysqlStore, is_post_snapshot
+from pausepoint.stores.mysql import dump as mysql_dump
 from pausepoint.stores.mysql_config import MysqlConfig
 from tests.contract.adapters import ACCOUNTS, MysqlAdapter
 
@@ -70,8 +70,8 @@ def test_open_capture_returns_only_once_the_dump_snapshot_is_open(
     mysql_server, big_dbs, tmp_path, monkeypatch, signal
 ):
     if signal == "processlist":  # the fallback: as if the dump never said so on stderr
-        monkeypatch.setattr(mysql, "POST_SNAPSHOT_MESSAGES", ())
-        monkeypatch.setattr(mysql, "FALLBACK_AFTER_S", 0.0)
+        monkeypatch.setattr(mysql_dump, "POST_SNAPSHOT_MESSAGES", ())
+        monkeypatch.setattr(mysql_dump, "FALLBACK_AFTER_S", 0.0)
     late = big_dbs[1]
     with mysql_server.connect() as conn, conn.cursor() as cur:
         cur.execute(f"SELECT COUNT(*) FROM {late}.marker")  # big_dbs serves the whole module
@@ -160,7 +160,7 @@ def test_the_dumps_word_comes_after_its_snapshot_opened(mysql_server, big_dbs, t
 
 
 def test_dump_talk_counts_only_what_follows_the_start_of_its_transaction():
-    talk = mysql.DumpTalk()
+    talk = mysql_dump.DumpTalk()
     assert talk("-- Connecting to 127.0.0.1...") is True  # progress talk: not in the error tail
     assert talk("-- Setting savepoint...") is True and not talk.opened.is_set()  # no START seen
     assert talk("mariadb-dump: Got error: 1045: Access denied") is False  # kept in the tail

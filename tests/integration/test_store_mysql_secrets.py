@@ -20,8 +20,10 @@ import pytest
 from harness.servers import MysqlServer
 from pausepoint.errors import CaptureError
 from pausepoint.secrets import SecretRef, SecretResolver
-from pausepoint.stores import mysql
+from pausepoint.stores._common import ToolProcess
 from pausepoint.stores.mysql import MysqlStore
+from pausepoint.stores.mysql import dump as mysql_dump
+from pausepoint.stores.mysql import restore as mysql_restore
 from pausepoint.stores.mysql_config import MysqlConfig
 
 pytestmark = pytest.mark.integration
@@ -93,13 +95,15 @@ def temp_dir(tmp_path: Path, monkeypatch) -> Path:
 def test_no_tool_run_puts_the_password_in_the_temp_dir(account, temp_dir, tmp_path, monkeypatch):
     """Looked at the moment each tool starts (a kill then would leave what is there)."""
     seen: dict[str, list[Path]] = {}
-    started = mysql.ToolProcess
+    started = ToolProcess
 
     def watching(argv, **kw):
         seen[f"{len(seen)}:{Path(argv[0]).name}"] = files_holding(temp_dir, account["password"])
         return started(argv, **kw)
 
-    monkeypatch.setattr(mysql, "ToolProcess", watching)
+    # The dumps start in mysql.dump, the client in mysql.restore.
+    monkeypatch.setattr(mysql_dump, "ToolProcess", watching)
+    monkeypatch.setattr(mysql_restore, "ToolProcess", watching)
     store = make_store(account)
     capture = store.finish_capture(store.open_capture(tmp_path / "cap"))
     target = make_store(account, database_map={account["db"]: f"{account['db']}_r"})

@@ -4,6 +4,7 @@ which runs for this kind through ``tests/contract/adapters.PostgresAdapter``."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,10 @@ def test_the_prepared_connection_is_the_one_that_opens_the_snapshot(
     prepared.release()  # taken over: does not close the handle's connection
     assert not handle.conn.closed
     store.finish_capture(handle)
+    # The client closed it; the server's backend ends a moment later (pg_stat_activity lags).
+    deadline = time.monotonic() + 30
+    while sessions(pg_server, db) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert sessions(pg_server, db) == 0
 
 

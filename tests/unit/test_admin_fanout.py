@@ -12,6 +12,7 @@ from harness.gate_server import start_gate_cluster
 from pausepoint.admin.client import AdminCallError, Reason
 from pausepoint.admin.fanout import AdminCall, Result, call_all, fan_out
 from pausepoint.admin.grpc_client import GrpcAdminClient
+from pausepoint.errors import InternalError
 from pausepoint.site import Target
 from tests.support.background import Background, wait_until
 
@@ -89,13 +90,13 @@ def test_call_all_no_targets_returns_empty_dict() -> None:
     assert call_all([], str.upper) == {}
 
 
-def test_call_all_duplicate_target_raises_value_error() -> None:
-    with pytest.raises(ValueError, match="one is listed twice"):
+def test_call_all_duplicate_target_is_an_internal_error() -> None:
+    with pytest.raises(InternalError, match="one is listed twice"):
         call_all(["a", "a"], str.upper)
 
 
-def test_call_all_zero_workers_raises_value_error() -> None:
-    with pytest.raises(ValueError, match="max_workers must be >= 1, got 0"):
+def test_call_all_zero_workers_is_an_internal_error() -> None:
+    with pytest.raises(InternalError, match="max_workers must be >= 1, got 0"):
         call_all(["a"], str.upper, max_workers=0)
 
 
@@ -202,9 +203,9 @@ def test_fan_out_bad_arguments_are_kept_per_call_and_duplicates_refused() -> Non
             targets,
             lambda t: AdminCall("check_paused", t, {"timeout_s": 0 if t == targets[0] else 5}),
         )
-        assert type(results[targets[0]].error) is ValueError
+        assert type(results[targets[0]].error) is InternalError
         assert results[targets[1]].value is False
-        with pytest.raises(ValueError, match="one is listed twice"):
+        with pytest.raises(InternalError, match="one is listed twice"):
             fan_out(client, [targets[0]] * 2, lambda t: AdminCall("unpause", t, {"timeout_s": 5}))
         assert fan_out(client, [], lambda t: AdminCall("unpause", t, {"timeout_s": 5})) == {}
 
@@ -226,7 +227,7 @@ def test_fan_out_client_closed_during_the_calls_fails_them_and_returns() -> None
         results = calls.result()
         assert time.monotonic() - started < 2.5
         assert all(isinstance(r.error, AdminCallError) for r in results.values())
-        with pytest.raises(RuntimeError, match="closed"):
+        with pytest.raises(InternalError, match="closed"):
             fan_out(client, targets, lambda t: AdminCall("check_paused", t, {"timeout_s": 5}))
 
 

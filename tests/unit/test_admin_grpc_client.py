@@ -15,7 +15,7 @@ from google.rpc import error_details_pb2, status_pb2
 from harness.gate_server import GateServer
 from pausepoint.admin.client import AdminCallError, Reason
 from pausepoint.admin.grpc_client import GrpcAdminClient, to_admin_error
-from pausepoint.errors import ConfigError
+from pausepoint.errors import ConfigError, InternalError
 from pausepoint.site import Target, TlsSettings
 from tests.support.background import Background, wait_until
 
@@ -123,17 +123,17 @@ def test_client_unpause_dropped_twice_fails_twice_then_succeeds(
     assert node.calls["Unpause"] == 3
 
 
-def test_client_closed_call_raises_runtime_error(node: GateServer) -> None:
+def test_client_closed_call_is_an_internal_error(node: GateServer) -> None:
     client = GrpcAdminClient()
     client.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(InternalError, match="closed"):
         client.check_paused(node.target, timeout_s=5)
 
 
-def test_client_non_positive_timeout_raises_value_error(
+def test_client_non_positive_timeout_is_an_internal_error(
     client: GrpcAdminClient, node: GateServer
 ) -> None:
-    with pytest.raises(ValueError, match="timeout_s must be > 0"):
+    with pytest.raises(InternalError, match="timeout_s must be > 0"):
         client.unpause(node.target, timeout_s=0)
 
 

@@ -231,7 +231,7 @@ def test_a_preparation_released_first_cannot_be_opened():
     prepared = run.slots[0].prepared
     run.release_prepared()
     assert run.slots[0].prepared is None and prepared.state == "released"
-    with pytest.raises(RuntimeError, match="already released"):
+    with pytest.raises(CaptureError, match="already released"):
         prepared.take()
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from pausepoint.catalog.manifest import ClockBoundRecord
 from pausepoint.clock import ClockBound, NtpClient, check_gate, measure, required_hold_ms
-from pausepoint.errors import ClockSkewError, PreflightError
+from pausepoint.errors import ClockSkewError, InternalError, PreflightError
 
 NTP_DELTA = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
 NOW = datetime(2026, 11, 28, 0, 31, 19, tzinfo=UTC)
@@ -175,7 +175,7 @@ def test_clock_bound_to_record_round_trips():
     [(0.0, -0.001, NOW), (math.nan, 0.0, NOW), (0.0, 0.0, NOW.replace(tzinfo=None))],
 )
 def test_clock_bound_invalid_values_are_refused(offset, uncertainty, at):
-    with pytest.raises(ValueError):
+    with pytest.raises(InternalError):
         ClockBound(offset, uncertainty, "x", at)
 
 
@@ -253,8 +253,8 @@ def test_required_hold_pitr_without_bound_raises_clock_skew_error():
 
 
 @pytest.mark.parametrize("args", [(None, None, -1, 0), (None, None, 0, -1), (None, -1, 0, 0)])
-def test_required_hold_negative_inputs_raise_value_error(args):
-    with pytest.raises(ValueError):
+def test_required_hold_negative_inputs_are_an_internal_error(args):
+    with pytest.raises(InternalError):
         required_hold_ms(*args)
 
 

@@ -9,6 +9,7 @@ inspected without a token being requested; the assumed role is answered by moto 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -24,6 +25,7 @@ from pausepoint.credentials import (
 from pausepoint.errors import ConfigError, CredentialsError, SecretError
 from pausepoint.secrets import SecretResolver
 from pausepoint.site import _explain
+from pausepoint.stores.base import StoreConfigBase
 from pausepoint.validation import explain_lines
 
 SECRET = "wJalrXUtnFEMI-Inline-Secret-77"
@@ -535,3 +537,29 @@ def test_an_assumed_role_sts_refuses_is_named_with_the_fix():
     msg = str(e.value)
     assert msg.startswith(f"AWS credentials assume_role {ROLE}: STS refused AssumeRole (Invalid")
     assert "trust policy" in msg and SECRET not in everything_said(e.value)
+
+
+class CloudKindConfig(StoreConfigBase):
+    """A later kind's config, as docs/architecture.md shows it: credentials on a store config."""
+
+    kind: Literal["cloudkind"] = "cloudkind"
+    credentials: AwsCredentials = AwsCredentials(source="default")
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        SECRET,
+        {"source": "keys", "access_key_id": {"env": "K"}, "secret_access_key": SECRET},
+        {"source": "default", "aws_secret_access_key": SECRET},
+    ],
+)
+def test_a_store_config_never_quotes_inline_credentials_in_pydantics_text(credentials):
+    """The outer model's config decides whether pydantic's text repeats the input: every store
+    kind's config (StoreConfigBase) hides it, for nested credentials and its own fields."""
+    with pytest.raises(ValidationError) as e:
+        CloudKindConfig.model_validate({"name": "s", "credentials": credentials})
+    assert SECRET not in everything_said(e.value)
+    with pytest.raises(ValidationError) as e:
+        CloudKindConfig.model_validate({"name": "s", "secret_key": SECRET})
+    assert SECRET not in everything_said(e.value)

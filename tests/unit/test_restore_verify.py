@@ -20,8 +20,11 @@ class FakeStore:
         self.restored: list[dict] = []
         self.methods: list[str | None] = []
 
-    def restore(self, capture, source_dir, replace, *, verified=False):
+    def restore(self, capture, source_dir, replace, *, verified=False, journal=None):
         self.restored.append({"replace": replace, "verified": verified})
+
+    def reapply_settings(self, capture):  # a snapshot kind: nothing to re-apply
+        pass
 
     def fingerprint(self, tables=None, method=None):
         self.methods.append(method)

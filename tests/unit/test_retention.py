@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from pausepoint.errors import InternalError
 from pausepoint.retention import Candidate, Policy, PruneReport, plan, prune_markdown
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -147,18 +148,18 @@ def test_a_point_from_a_clock_ahead_counts_as_recent():
 
 
 def test_naive_times_and_duplicate_ids_are_refused():
-    with pytest.raises(ValueError, match="no time zone"):
+    with pytest.raises(InternalError, match="no time zone"):
         plan([Candidate("20261128T000000Z-0000", datetime(2026, 11, 28))], Policy(1, 0), NOW)
-    with pytest.raises(ValueError, match="no time zone"):
+    with pytest.raises(InternalError, match="no time zone"):
         plan([], Policy(1, 0), datetime(2026, 11, 28))
     c = point(NOW)
-    with pytest.raises(ValueError, match="more than once"):
+    with pytest.raises(InternalError, match="more than once"):
         plan([c, c], Policy(1, 0), NOW)
 
 
 @pytest.mark.parametrize(("last", "days"), [(0, 3), (-1, 0), (1, -1)])
 def test_policy_bounds(last, days):
-    with pytest.raises(ValueError):
+    with pytest.raises(InternalError):
         Policy(last, days)
 
 

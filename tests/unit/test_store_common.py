@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from pausepoint.errors import CaptureError, CorruptArtifactError, ToolMissingError
+from pausepoint.errors import CaptureError, CorruptArtifactError, InternalError, ToolMissingError
 from pausepoint.stores._common import (
     PipeToFile,
     PipeWriter,
@@ -107,7 +107,7 @@ def test_find_tool_missing_names_tool_and_package(tmp_path):
 
 
 def test_tool_process_refuses_a_secret_in_argv():
-    with pytest.raises(ValueError, match="secret"):
+    with pytest.raises(InternalError, match="secret"):
         ToolProcess(["echo", "--password=hunter2"], secrets=["hunter2"])
 
 

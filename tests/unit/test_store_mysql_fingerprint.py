@@ -9,8 +9,9 @@ import os
 import pytest
 import xxhash
 
+from pausepoint.errors import DumpFormatError
 from pausepoint.stores import rowsum
-from pausepoint.stores.mysql import (
+from pausepoint.stores.mysql.fingerprint import (
     FINGERPRINT,
     FINGERPRINT_SHA256,
     DumpFingerprint,
@@ -146,9 +147,9 @@ def test_dump_fingerprint_keys_use_the_mapped_database_names():
 
 def test_dump_fingerprint_of_a_truncated_dump_is_refused():
     dump = HEAD + section(b"t", mariadb_insert(b"t", ROWS))
-    with pytest.raises(ValueError, match="ended inside"):
+    with pytest.raises(DumpFormatError, match="ended inside"):
         fingerprint_of(dump[: dump.index(b"(4,")])
-    with pytest.raises(ValueError, match="unbalanced quote"):
+    with pytest.raises(DumpFormatError, match="unbalanced quote"):
         fingerprint_of(HEAD + section(b"t", mysql_insert(b"t", [b"(1,'a),(b)"])))
 
 
