@@ -451,3 +451,19 @@ def test_for_components_different_tls_with_nodes_sets_tls_per_target(tmp_path: P
         {"ledger": tls, "auditor": None}, nodes={"ledger": [ledger], "auditor": [auditor]}
     )
     assert client._tls == {ledger: tls, auditor: None}
+
+
+def test_client_close_cancels_a_call_in_flight_and_ends_its_loop_thread(node: GateServer) -> None:
+    client = GrpcAdminClient()
+    assert client.check_paused(node.target, timeout_s=5) is False
+    loop_thread = client._loop_thread
+    assert loop_thread is not None and loop_thread.is_alive()
+    node.slow_check_ms = 3000
+    call = Background(lambda: client.check_paused(node.target, timeout_s=10))
+    wait_until(lambda: node.calls["CheckPaused"] == 2)
+    started = time.monotonic()
+    client.close()
+    err = call.error()
+    assert type(err) is AdminCallError and err.code == "CANCELLED"
+    assert time.monotonic() - started < 2.5
+    assert not loop_thread.is_alive()
