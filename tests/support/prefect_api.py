@@ -1,4 +1,5 @@
-"""Reading back what a flow run left in the Prefect API: artifacts and events."""
+"""Reading back what a flow run left in the Prefect API: artifacts, events, and (over REST) a
+flow run's final state and logs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.settings import PREFECT_API_URL
+
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}  # flow run state types that end it
 
 
 def latest_artifact(key: str):
@@ -44,3 +47,29 @@ def wait_for(fetch: Callable[[], list], timeout_s: float = 30) -> list:
         if found or time.monotonic() > deadline:
             return found
         time.sleep(0.5)
+
+
+def create_flow_run_over_rest(api: httpx.Client, deployment: dict, parameters: dict) -> str:
+    """POST /api/deployments/{id}/create_flow_run: returns the new flow run's id at once."""
+    r = api.post(
+        f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def wait_final(api: httpx.Client, flow_run_id: str, timeout_s: float = 300) -> dict:
+    """GET /api/flow_runs/{id} until its state is final; the flow run as the API returns it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = api.get(f"/flow_runs/{flow_run_id}").json()
+        if run["state"] and run["state"]["type"] in FINAL:
+            return run
+        assert time.monotonic() < deadline, f"flow run {flow_run_id} still {run['state']}"
+        time.sleep(0.5)
+
+
+def run_logs(api: httpx.Client, flow_run_id: str) -> str:
+    """A flow run's log messages, oldest first."""
+    body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC"}
+    return "\n".join(x["message"] for x in api.post("/logs/filter", json=body).json())
