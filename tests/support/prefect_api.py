@@ -3,14 +3,18 @@ flow run's final state and logs."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, LogFilter
 from prefect.settings import PREFECT_API_URL
+
+from pausepoint.site import load_site
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}  # flow run state types that end it
 
@@ -73,3 +77,32 @@ def run_logs(api: httpx.Client, flow_run_id: str) -> str:
     """A flow run's log messages, oldest first."""
     body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC"}
     return "\n".join(x["message"] for x in api.post("/logs/filter", json=body).json())
+
+
+def everything_stored(site_file: Path, since: datetime, events: list[str]) -> dict[str, str]:
+    """The text of every place a run stores what it was given, by place: the site's catalog
+    files, the flow runs (parameters, state), the task runs, the logs, the artifacts and the
+    ``events`` emitted since ``since`` (for a test that no secret was written anywhere)."""
+    site = load_site(site_file)
+    stored = {
+        str(p): p.read_bytes().decode("latin-1")
+        for p in site.catalog.path.rglob("*")
+        if p.is_file()
+    }
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(limit=200)
+        stored["flow runs"] = "\n".join(
+            f"{r.name} {json.dumps(r.parameters, default=str)} "
+            f"{r.state.message if r.state else ''} {r.state.data if r.state else ''}"
+            for r in runs
+        )
+        tasks = client.read_task_runs(limit=200)
+        stored["task runs"] = "\n".join(
+            f"{t.name} {t.state.message if t.state else ''} {t.task_inputs}" for t in tasks
+        )
+        stored["logs"] = "\n".join(log.message for log in client.read_logs(LogFilter(), limit=200))
+        stored["artifacts"] = "\n".join(
+            f"{a.key} {a.description} {a.data}" for a in client.read_artifacts(limit=200)
+        )
+    stored["events"] = json.dumps([read_events(n, since) for n in events])
+    return stored
