@@ -19,9 +19,9 @@ from pausepoint.backup import BackupRun, StoreSlot
 from pausepoint.catalog import Catalog, Lease, LocalDriver
 from pausepoint.errors import LeaseError, PauseError, UnpauseError, WindowExpiredError
 from pausepoint.lease_guard import LeaseGuard
-from pausepoint.site import PauseSettings, parse_site
+from pausepoint.site import PauseSettings
 from pausepoint.window import PauseSession, deadline_for
-from tests.unit.test_backup_window import FakeHandle, FakeStore, run_window
+from tests.unit.test_backup_window import FakeHandle, FakeStore, run_window, window_site
 from tests.unit.test_window import T1, T2, T3, FakeAdmin
 
 PAUSE = {
@@ -32,17 +32,7 @@ PAUSE = {
     "call_timeout_ms": 5000,
     "unpause_backoff_ms": 1,
 }
-SITE = parse_site(
-    {
-        "site": "demo",
-        "catalog": {"path": "/nonexistent"},
-        "pause": PAUSE,
-        "ledger": {
-            "targets": {"static": ["127.0.0.1:1"]},
-            "stores": [{"kind": "postgres", "name": "a", "user": "u", "database": "d"}],
-        },
-    }
-)
+SITE = window_site(PAUSE)
 NODES = {"ledger": [T1, T2], "auditor": [T3]}
 
 
