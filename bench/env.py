@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from harness import kinds as server_kinds
 from harness import servers
 from harness.bank_app import ACCOUNTS, INITIAL_BALANCE, Db, create_schema
 from harness.kinds import ServerKind, for_servers
+from harness.servers import ServerStartError
 
 KINDS = ("postgres", "mysql")
 PG_ENV = "PP_BENCH_PG_PASSWORD"
@@ -71,7 +73,16 @@ class Servers:
         """Stop the server of ``kind`` and start it again on its data and port."""
         old = self.kind(kind).server
         old.stop()
-        new = server_kinds.KINDS[kind].start_server(self.base, port=old.port)
+        # A start right after a stop can fail (seen once in the soak: postgres aborted while
+        # starting, leaving the site without its database for 14 backups): try again.
+        for attempt in range(1, 4):
+            try:
+                new = server_kinds.KINDS[kind].start_server(self.base, port=old.port)
+                break
+            except ServerStartError:
+                if attempt == 3:
+                    raise
+                time.sleep(1.0)
         for field in ("pg", "my"):  # whichever of the two servers it was
             if getattr(self, field) is old:
                 setattr(self, field, new)

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import psycopg
 import pymysql
 
+from harness import servers
 from harness.bank_app import Db
 
 BULK_BATCH_ROWS = 50_000  # rows per INSERT when growing the bulk table
@@ -175,21 +176,10 @@ class PostgresKind(ServerKind):
 
     @classmethod
     def start_server(cls, base: Path, port: int | None = None) -> Any:
-        from harness import servers
-
         return servers.start_postgres(base / "postgres", port=port)
 
     def connect(self, database: str | None = None, autocommit: bool = True) -> psycopg.Connection:
-        s = self.server
-        return psycopg.connect(
-            host=s.host,
-            port=s.port,
-            user=s.user,
-            password=s.password,
-            dbname=database or "postgres",
-            autocommit=autocommit,
-            connect_timeout=10,
-        )
+        return servers.connect_postgres(self.server, database or "postgres", autocommit)
 
     def create_db(self, name: str) -> None:
         with self.connect() as conn:
@@ -285,22 +275,10 @@ class MysqlKind(ServerKind):
 
     @classmethod
     def start_server(cls, base: Path, port: int | None = None) -> Any:
-        from harness import servers
-
         return servers.start_mariadb(base / "mariadb", port=port)
 
     def connect(self, database: str | None = None, autocommit: bool = True) -> pymysql.Connection:
-        s = self.server
-        return pymysql.connect(
-            host=s.host,
-            port=s.port,
-            user=s.user,
-            password=s.password,
-            database=database,
-            autocommit=autocommit,
-            connect_timeout=10,
-            charset="utf8mb4",
-        )
+        return servers.connect_mysql(self.server, database, autocommit)
 
     def _admin(self, sql: str, args: tuple = ()) -> list:
         with self.connect() as conn, conn.cursor() as cur:

@@ -30,10 +30,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from harness.processes import HOST, free_port, log_tail, stop_child
+
 REPO = Path(__file__).resolve().parents[1]
 SCALARDL_VERSION = "3.12.5"  # keep in step with harness/ledger/pom.xml
 SCALARDB_VERSION = "3.16.1"
-HOST = "127.0.0.1"
 LEDGER_MAIN = "com.scalar.dl.ledger.server.LedgerServer"
 SCHEMA_LOADER_MAIN = "com.scalar.db.schemaloader.SchemaLoader"
 CONTRACT_PACKAGE = "pausepoint.smallbank"
@@ -96,12 +97,6 @@ def require_contracts() -> Path:
     if not (path / ".stamp").is_file():
         raise LedgerUnavailable(f"{path} is missing: run `bash scripts/fetch-scalardl.sh`")
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 # --- storage ------------------------------------------------------------------------------
@@ -384,17 +379,8 @@ class LedgerNode:
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM our own JVM (the Ledger drains and exits), SIGKILL if it does not."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait(timeout=30)
+        if self._proc is not None:
+            stop_child(self._proc, signal.SIGTERM, timeout)
 
     def kill(self) -> None:
         """SIGKILL (a crash), for restart tests."""
@@ -403,10 +389,7 @@ class LedgerNode:
             self._proc.wait(timeout=30)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def __enter__(self) -> LedgerNode:
         return self.start()

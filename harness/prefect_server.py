@@ -18,7 +18,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,8 +27,9 @@ from pathlib import Path
 
 import httpx
 
+from harness.processes import HOST, free_port, log_tail
+
 REPO = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
 
 # Settings of every process this module starts; the caller's own PREFECT_* settings never leak in.
 _QUIET = {
@@ -50,12 +50,6 @@ class PrefectProcessError(RuntimeError):
     """A server or worker did not start, or a CLI command failed; carries its output."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def prefect_executable() -> str:
     """The ``prefect`` next to this interpreter (the project's venv), else on PATH."""
     here = Path(sys.executable).parent / "prefect"
@@ -74,13 +68,6 @@ def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 @dataclass
 class _Process:
     """A process this module started (its own session), with its log file."""
@@ -97,7 +84,7 @@ class _Process:
         return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self, lines: int = 60) -> str:
-        return _tail(self.log, lines)
+        return log_tail(self.log, lines)
 
     def _spawn(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Path) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)

@@ -9,23 +9,23 @@ Shutdown only ever signals the process this module started (by its pid).
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import psycopg
 import pymysql
 
+from harness.processes import HOST, free_port, log_tail, stop_child
+
 PASSWORD = "pp-test-Secret-42"  # known superuser password of the test servers (tests only)
-HOST = "127.0.0.1"
 
 
 class ServerUnavailable(RuntimeError):
@@ -36,31 +36,38 @@ class ServerStartError(RuntimeError):
     """A server was found but did not come up; the message carries its log tail."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+class Login(Protocol):
+    """Where a server listens and who logs in (a server here, or harness.kinds.Endpoint)."""
+
+    host: str
+    port: int
+    user: str
+    password: str
 
 
-def _log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+def connect_postgres(login: Login, dbname: str, autocommit: bool) -> psycopg.Connection:
+    return psycopg.connect(
+        host=login.host,
+        port=login.port,
+        user=login.user,
+        password=login.password,
+        dbname=dbname,
+        autocommit=autocommit,
+        connect_timeout=10,
+    )
 
 
-def _stop_pid(proc: subprocess.Popen, sig: int, timeout: float) -> None:
-    """Signal our own child and wait; escalate to SIGKILL if it does not exit in time."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(sig)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(timeout=30)
+def connect_mysql(login: Login, database: str | None, autocommit: bool) -> pymysql.Connection:
+    return pymysql.connect(
+        host=login.host,
+        port=login.port,
+        user=login.user,
+        password=login.password,
+        database=database,
+        autocommit=autocommit,
+        connect_timeout=10,
+        charset="utf8mb4",
+    )
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------
@@ -98,20 +105,12 @@ class PostgresServer:
     _proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def connect(self, dbname: str = "postgres", autocommit: bool = True) -> psycopg.Connection:
-        return psycopg.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            dbname=dbname,
-            autocommit=autocommit,
-            connect_timeout=10,
-        )
+        return connect_postgres(self, dbname, autocommit)
 
     def stop(self) -> None:
         # SIGINT is PostgreSQL's "fast" shutdown: abort sessions, checkpoint, exit.
         if self._proc is not None:
-            _stop_pid(self._proc, signal.SIGINT, timeout=30)
+            stop_child(self._proc, signal.SIGINT, timeout=30)
 
 
 def _as_postgres_user() -> dict:
@@ -179,7 +178,7 @@ def start_postgres(base: Path, port: int | None = None) -> PostgresServer:
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            raise ServerStartError(f"postgres exited with {proc.returncode}:\n{_log_tail(log)}")
+            raise ServerStartError(f"postgres exited with {proc.returncode}:\n{log_tail(log, 30)}")
         try:
             with server.connect() as conn:
                 server.version = conn.execute("SHOW server_version").fetchone()[0]
@@ -188,7 +187,7 @@ def start_postgres(base: Path, port: int | None = None) -> PostgresServer:
             if time.monotonic() > deadline:
                 server.stop()
                 raise ServerStartError(
-                    f"postgres did not accept connections:\n{_log_tail(log)}"
+                    f"postgres did not accept connections:\n{log_tail(log, 30)}"
                 ) from None
             time.sleep(0.1)
 
@@ -223,21 +222,12 @@ class MysqlServer:
     _proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def connect(self, database: str | None = None, autocommit: bool = True) -> pymysql.Connection:
-        return pymysql.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            database=database,
-            autocommit=autocommit,
-            connect_timeout=10,
-            charset="utf8mb4",
-        )
+        return connect_mysql(self, database, autocommit)
 
     def stop(self) -> None:
         # SIGTERM makes mariadbd shut down cleanly.
         if self._proc is not None:
-            _stop_pid(self._proc, signal.SIGTERM, timeout=60)
+            stop_child(self._proc, signal.SIGTERM, timeout=60)
 
 
 def _root_on_socket(sock: Path) -> pymysql.Connection:
@@ -289,16 +279,16 @@ def start_mariadb(base: Path, port: int | None = None) -> MysqlServer:
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            raise ServerStartError(f"mariadbd exited with {proc.returncode}:\n{_log_tail(log)}")
+            raise ServerStartError(f"mariadbd exited with {proc.returncode}:\n{log_tail(log, 30)}")
         try:
             # Fresh install: root@localhost has no password; a reused data dir has ours.
             conn = _root_on_socket(sock)
             break
         except pymysql.err.OperationalError:
             if time.monotonic() > deadline:
-                _stop_pid(proc, signal.SIGTERM, timeout=30)
+                stop_child(proc, signal.SIGTERM, timeout=30)
                 raise ServerStartError(
-                    f"mariadbd did not accept connections:\n{_log_tail(log)}"
+                    f"mariadbd did not accept connections:\n{log_tail(log, 30)}"
                 ) from None
             time.sleep(0.1)
     with conn:

@@ -49,13 +49,31 @@ UNREADABLE_GRACE = timedelta(seconds=HEARTBEAT_MISSES * HEARTBEAT_S)
 
 
 @dataclass(frozen=True)
-class BrokenLease:
-    """One lease the watchdog acted on: what it found and did."""
+class NodeOutcome:
+    """What the watchdog found and did on the nodes it looked at."""
 
-    lease: Lease  # as stored afterwards: state "broken", broken_reason says what was done
     unpaused: list[str]  # nodes that reported paused and were unpaused
     not_paused: list[str]  # nodes that already reported unpaused
     left_alone: list[str]  # nodes another live lease names: that pause is not this run's
+
+    @staticmethod
+    def none() -> NodeOutcome:
+        return NodeOutcome(unpaused=[], not_paused=[], left_alone=[])
+
+    def outcome(self) -> dict[str, list[str]]:
+        """The three lists as plain data (the report, the events)."""
+        return {
+            "unpaused": self.unpaused,
+            "not_paused": self.not_paused,
+            "left_alone": self.left_alone,
+        }
+
+
+@dataclass(frozen=True)
+class BrokenLease(NodeOutcome):
+    """One lease the watchdog acted on: what it found and did."""
+
+    lease: Lease  # as stored afterwards: state "broken", broken_reason says what was done
 
 
 @dataclass(frozen=True)
@@ -70,13 +88,11 @@ class QuarantinedLease:
 
 
 @dataclass(frozen=True)
-class SiteCheck:
-    """CheckPaused on every node of the site, because an unreadable lease may name any."""
+class SiteCheck(NodeOutcome):
+    """CheckPaused on every node of the site, because an unreadable lease may name any
+    (left_alone: named by another run's live lease)."""
 
     reason: str
-    unpaused: list[str]
-    not_paused: list[str]
-    left_alone: list[str]  # named by another run's live lease
 
 
 @dataclass
@@ -95,13 +111,7 @@ class WatchdogReport:
             "site": self.site,
             "at": self.at.isoformat(),
             "broken": [
-                {
-                    "run_id": b.lease.run_id,
-                    "unpaused": b.unpaused,
-                    "not_paused": b.not_paused,
-                    "left_alone": b.left_alone,
-                    "reason": b.lease.broken_reason,
-                }
+                {"run_id": b.lease.run_id, **b.outcome(), "reason": b.lease.broken_reason}
                 for b in self.broken
             ],
             "waiting": dict(self.waiting),
@@ -117,12 +127,7 @@ class WatchdogReport:
             ],
             "site_check": None
             if self.site_check is None
-            else {
-                "reason": self.site_check.reason,
-                "unpaused": self.site_check.unpaused,
-                "not_paused": self.site_check.not_paused,
-                "left_alone": self.site_check.left_alone,
-            },
+            else {"reason": self.site_check.reason, **self.site_check.outcome()},
         }
 
     def summary(self) -> str:
@@ -281,43 +286,19 @@ def _check_site(
     }
     left_alone = sorted((n for n in nodes if str(n) in protected), key=str)
     ours = [n for n in nodes if str(n) not in protected]
-    timeout = site.pause.call_timeout_ms / 1000
-    states = call_all(ours, lambda n: client.check_paused(n.target, timeout_s=timeout))
-    unknown = {n: r.error for n, r in states.items() if r.error is not None}
-    paused = sorted((n for n, r in states.items() if r.ok and r.value), key=str)
-    not_paused = sorted((n for n, r in states.items() if r.ok and not r.value), key=str)
-    if paused:
-        session = PauseSession(site.site, _by_component(paused), client, site.pause)
-        session.paused = set(paused)
-        try:
-            session.unpause_all()
-        except UnpauseError as exc:
-            raise UnpauseError(
-                f"{head}. {exc} The file(s) stay for the next watchdog run."
-            ) from exc
-    if unknown:
-        detail = "; ".join(f"{n}: {e}" for n, e in unknown.items())
-        raise UnpauseError(
-            f"{head}, so any node of the site may be paused; {', '.join(str(n) for n in unknown)} "
-            f"did not answer CheckPaused ({detail}). The file(s) stay for the next watchdog "
-            "run; check those nodes, or unpause them with `pausepoint unpause --site FILE`."
-        )
-    reason = f"{head}: any node of the site may have been paused by it; "
-    if paused:
-        reason += f"the watchdog unpaused {', '.join(str(n) for n in paused)}"
-    else:
-        reason += "nothing to unpause: every node it checked reported unpaused"
-    if left_alone:
-        reason += (
-            f"; left alone (named in another run's live lease): "
-            f"{', '.join(str(n) for n in left_alone)}"
-        )
-    return SiteCheck(
-        reason=reason,
-        unpaused=[str(n) for n in paused],
-        not_paused=[str(n) for n in not_paused],
-        left_alone=[str(n) for n in left_alone],
+    asked = _unpause_paused(
+        site, client, ours, head, " The file(s) stay for the next watchdog run."
     )
+    if asked.unknown:
+        raise UnpauseError(
+            f"{head}, so any node of the site may be paused; {asked.unanswered()}. The file(s) "
+            "stay for the next watchdog run; check those nodes, or unpause them with "
+            "`pausepoint unpause --site FILE`."
+        )
+    reason = f"{head}: any node of the site may have been paused by it; " + asked.done(
+        left_alone, "nothing to unpause: every node it checked reported unpaused"
+    )
+    return SiteCheck(reason=reason, **asked.outcome(left_alone))
 
 
 def _close(
@@ -334,47 +315,81 @@ def _close(
     nodes = [_node(n) for n in lease.nodes]
     left_alone = [n for n in nodes if str(n) in protected]
     ours = [n for n in nodes if str(n) not in protected]
-    timeout = site.pause.call_timeout_ms / 1000
-    states = call_all(ours, lambda n: client.check_paused(n.target, timeout_s=timeout))
     head = (
         f"site {site.site!r}: lease of run {lease.run_id} ({lease.owner}) expired at "
         f"{lease.deadline.isoformat()} and {gone}"
     )
-    unknown = {n: r.error for n, r in states.items() if r.error is not None}
+    # an unpause error names the nodes and what to do; the lease stays active for the next run
+    asked = _unpause_paused(site, client, ours, head, "")
+    if asked.unknown:
+        raise UnpauseError(
+            f"{head}; {asked.unanswered()}, so they may still be paused. The lease stays active "
+            "and the next watchdog run retries; check those nodes, or unpause them with "
+            "`pausepoint unpause --site FILE`."
+        )
+    reason = f"run {lease.run_id} ({lease.owner}) was gone ({gone}) after the deadline; " + (
+        asked.done(
+            left_alone, "nothing to unpause: every node it checked already reported unpaused"
+        )
+    )
+    stored = catalog.mark_broken(site.site, lease.run_id, reason, now)
+    return BrokenLease(lease=stored, **asked.outcome(left_alone))
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """What CheckPaused said of the nodes asked (those that reported paused are unpaused)."""
+
+    paused: list[Node]
+    not_paused: list[Node]
+    unknown: dict[Node, Exception]  # did not answer
+
+    def unanswered(self) -> str:
+        detail = "; ".join(f"{n}: {e}" for n, e in self.unknown.items())
+        return f"{', '.join(str(n) for n in self.unknown)} did not answer CheckPaused ({detail})"
+
+    def done(self, left_alone: list[Node], nothing: str) -> str:
+        """What the watchdog did, for a reason; ``nothing`` says it when no node was paused."""
+        text = (
+            f"the watchdog unpaused {', '.join(str(n) for n in self.paused)}"
+            if self.paused
+            else nothing
+        )
+        if left_alone:
+            text += (
+                f"; left alone (named in another run's live lease): "
+                f"{', '.join(str(n) for n in left_alone)}"
+            )
+        return text
+
+    def outcome(self, left_alone: list[Node]) -> dict[str, list[str]]:
+        return NodeOutcome(
+            unpaused=[str(n) for n in self.paused],
+            not_paused=[str(n) for n in self.not_paused],
+            left_alone=[str(n) for n in left_alone],
+        ).outcome()
+
+
+def _unpause_paused(
+    site: Site, client: AdminClient, nodes: list[Node], head: str, stays: str
+) -> _Asked:
+    """CheckPaused on ``nodes``, then Unpause those that reported paused. An unpause that fails
+    raises an UnpauseError that starts with ``head`` and ends with ``stays``; a node that did not
+    answer is the caller's to report (in ``unknown``), after the others were unpaused."""
+    timeout = site.pause.call_timeout_ms / 1000
+    states = call_all(nodes, lambda n: client.check_paused(n.target, timeout_s=timeout))
     paused = sorted((n for n, r in states.items() if r.ok and r.value), key=str)
-    not_paused = sorted((n for n, r in states.items() if r.ok and not r.value), key=str)
     if paused:
         session = PauseSession(site.site, _by_component(paused), client, site.pause)
         session.paused = set(paused)
         try:
             session.unpause_all()
         except UnpauseError as exc:
-            # exc names the nodes and what to do; the lease stays active for the next run
-            raise UnpauseError(f"{head}. {exc}") from exc
-    if unknown:
-        detail = "; ".join(f"{n}: {e}" for n, e in unknown.items())
-        raise UnpauseError(
-            f"{head}; {', '.join(str(n) for n in unknown)} did not answer CheckPaused "
-            f"({detail}), so they may still be paused. The lease stays active and the next "
-            "watchdog run retries; check those nodes, or unpause them with `pausepoint unpause "
-            "--site FILE`."
-        )
-    reason = f"run {lease.run_id} ({lease.owner}) was gone ({gone}) after the deadline; "
-    if paused:
-        reason += f"the watchdog unpaused {', '.join(str(n) for n in paused)}"
-    else:
-        reason += "nothing to unpause: every node it checked already reported unpaused"
-    if left_alone:
-        reason += (
-            f"; left alone (named in another run's live lease): "
-            f"{', '.join(str(n) for n in left_alone)}"
-        )
-    stored = catalog.mark_broken(site.site, lease.run_id, reason, now)
-    return BrokenLease(
-        lease=stored,
-        unpaused=[str(n) for n in paused],
-        not_paused=[str(n) for n in not_paused],
-        left_alone=[str(n) for n in left_alone],
+            raise UnpauseError(f"{head}. {exc}{stays}") from exc
+    return _Asked(
+        paused=paused,
+        not_paused=sorted((n for n, r in states.items() if r.ok and not r.value), key=str),
+        unknown={n: r.error for n, r in states.items() if r.error is not None},
     )
 
 

@@ -18,6 +18,7 @@ from pausepoint.catalog import Catalog
 from pausepoint.site import Site
 from pausepoint.watchdog import (
     BrokenLease,
+    NodeOutcome,
     QuarantinedLease,
     SiteCheck,
     WatchdogReport,
@@ -76,9 +77,6 @@ def close_orphaned_leases(site: Site, catalog: Catalog, client: AdminClient) -> 
 def announce_orphaned(site: str, broken: BrokenLease) -> str | None:
     """The event automations react to: a backup run died and left its pause behind."""
     lease = broken.lease
-    related = [_lease_resource(site, lease.run_id)]
-    if _flow_run_id(lease.run_id) is not None:
-        related.append(flow_run_resource(lease.run_id))
     return emit(
         PAUSE_ORPHANED,
         site,
@@ -87,22 +85,26 @@ def announce_orphaned(site: str, broken: BrokenLease) -> str | None:
             "owner": lease.owner,
             "deadline": lease.deadline.isoformat(),
             "nodes": lease.nodes,
-            "unpaused": broken.unpaused,
-            "not_paused": broken.not_paused,
-            "left_alone": broken.left_alone,
+            **broken.outcome(),
             "reason": lease.broken_reason,
         },
         point_id=lease.point_id,
-        related=related,
+        related=_related(site, lease.run_id),
     )
 
 
-def _lease_resource(site: str, run_id: str) -> dict[str, str]:
-    return {
-        "prefect.resource.id": f"pausepoint.lease.{site}.{run_id}",
-        "prefect.resource.role": "lease",
-        "prefect.resource.name": run_id,
-    }
+def _related(site: str, run_id: str) -> list[dict[str, str]]:
+    """An event's related resources: the lease, and its run when the id is a flow run's."""
+    related = [
+        {
+            "prefect.resource.id": f"pausepoint.lease.{site}.{run_id}",
+            "prefect.resource.role": "lease",
+            "prefect.resource.name": run_id,
+        }
+    ]
+    if _flow_run_id(run_id) is not None:
+        related.append(flow_run_resource(run_id))
+    return related
 
 
 @step(name="announce-quarantined-lease")
@@ -111,9 +113,6 @@ def announce_quarantined(
 ) -> str | None:
     """A lease file could not be read: the watchdog checked every node of the site, unpaused
     what reported paused, and moved the file aside. People should read it."""
-    related = [_lease_resource(site, quarantined.run_id)]
-    if _flow_run_id(quarantined.run_id) is not None:
-        related.append(flow_run_resource(quarantined.run_id))
     return emit(
         LEASE_QUARANTINED,
         site,
@@ -122,10 +121,8 @@ def announce_quarantined(
             "file": quarantined.location,
             "moved_to": quarantined.moved_to,
             "problem": quarantined.problem,
-            "unpaused": check.unpaused if check else [],
-            "not_paused": check.not_paused if check else [],
-            "left_alone": check.left_alone if check else [],
+            **(check or NodeOutcome.none()).outcome(),
             "reason": check.reason if check else None,
         },
-        related=related,
+        related=_related(site, quarantined.run_id),
     )

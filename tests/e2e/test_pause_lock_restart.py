@@ -23,12 +23,12 @@ from harness.servers import PASSWORD
 from harness.sites import MY_ENV, PG_ENV
 from pausepoint.pause_lock import lock_name
 from pausepoint.site import load_site
+from tests.support.prefect_api import create_flow_run_over_rest, run_logs, wait_final
 from tests.support.small_site import SmallSite
 
 pytestmark = [pytest.mark.e2e]
 
 POOL = "pausepoint"  # prefect.yaml's work pool
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 LOCK_TIMEOUT_S = 240  # far longer than freeing an orphaned slot takes (QUIET_S after the last run)
 
 
@@ -64,27 +64,7 @@ def _start_backup(api: httpx.Client, site: SmallSite) -> str:
     [deployment] = [
         d for d in api.post("/deployments/filter", json={}).json() if d["name"] == "backup"
     ]
-    r = api.post(
-        f"/deployments/{deployment['id']}/create_flow_run",
-        json={"parameters": {"request": {"site_file": str(site.path)}}},
-    )
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
-
-
-def _wait_final(api: httpx.Client, flow_run_id: str, timeout_s: float) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        run = api.get(f"/flow_runs/{flow_run_id}").json()
-        if run["state"] and run["state"]["type"] in FINAL:
-            return run
-        assert time.monotonic() < deadline, f"flow run {flow_run_id} still {run['state']}"
-        time.sleep(1)
-
-
-def _logs(api: httpx.Client, flow_run_id: str) -> str:
-    body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC"}
-    return "\n".join(x["message"] for x in api.post("/logs/filter", json=body).json())
+    return create_flow_run_over_rest(api, deployment, {"request": {"site_file": str(site.path)}})
 
 
 def _wait(condition, what: str, timeout_s: float = 120) -> None:
@@ -122,8 +102,8 @@ def test_a_server_restart_during_a_backup_leaves_no_stuck_pause_lock(
     server.start_again()
 
     with httpx.Client(base_url=server.url, timeout=30) as api:
-        run = _wait_final(api, first, timeout_s=300)
-        logs = _logs(api, first)
+        run = wait_final(api, first, timeout_s=300)
+        logs = run_logs(api, first)
         assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{logs[-6000:]}"
         [point] = e2e_site.points()
         assert point.flow_run_id == first
@@ -132,8 +112,8 @@ def test_a_server_restart_during_a_backup_leaves_no_stuck_pause_lock(
         assert api.get(f"/v2/concurrency_limits/{name}").json()["active_slots"] == 1
 
         second = _start_backup(api, e2e_site)
-        run = _wait_final(api, second, timeout_s=LOCK_TIMEOUT_S + 120)
-        logs = _logs(api, second)
+        run = wait_final(api, second, timeout_s=LOCK_TIMEOUT_S + 120)
+        logs = run_logs(api, second)
         assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{logs[-6000:]}"
         assert f"freed the slot of the pause lock {name!r}" in logs, logs[-6000:]
         assert len(e2e_site.points()) == 2

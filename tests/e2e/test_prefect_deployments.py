@@ -25,7 +25,13 @@ import yaml
 from harness.prefect_server import REPO, Chromium, PrefectServer, PrefectWorker
 from pausepoint.catalog import open_catalog
 from pausepoint.site import load_site
-from tests.support.prefect_api import wait_for
+from tests.support.prefect_api import (
+    FINAL,
+    create_flow_run_over_rest,
+    run_logs,
+    wait_final,
+    wait_for,
+)
 from tests.support.small_site import SmallSite
 
 pytestmark = [
@@ -33,7 +39,6 @@ pytestmark = [
     pytest.mark.usefixtures("prefect_worker", "prefect_logs_on_failure"),
 ]
 
-FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 POINT_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{4}")
 WATCHDOG_PERIOD = timedelta(minutes=1)  # the watchdog deployment's schedule (prefect.yaml)
 FAR_PAST = datetime(2020, 1, 1, tzinfo=UTC)
@@ -53,31 +58,6 @@ def trigger_with_run_deployment(server: PrefectServer, name: str, parameters: di
             name=f"{name}/{name}", parameters=parameters, timeout=300, poll_interval=1
         )
     return str(flow_run.id)
-
-
-def create_flow_run_over_rest(api: httpx.Client, deployment: dict, parameters: dict) -> str:
-    """POST /api/deployments/{id}/create_flow_run: returns the new flow run's id at once."""
-    r = api.post(
-        f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": parameters}
-    )
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
-
-
-def wait_final(api: httpx.Client, flow_run_id: str, timeout_s: float = 300) -> dict:
-    """GET /api/flow_runs/{id} until its state is final; the flow run as the API returns it."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        run = api.get(f"/flow_runs/{flow_run_id}").json()
-        if run["state"] and run["state"]["type"] in FINAL:
-            return run
-        assert time.monotonic() < deadline, f"flow run {flow_run_id} still {run['state']}"
-        time.sleep(0.5)
-
-
-def run_logs(api: httpx.Client, flow_run_id: str) -> str:
-    body = {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC"}
-    return "\n".join(x["message"] for x in api.post("/logs/filter", json=body).json())
 
 
 def assert_completed(api: httpx.Client, flow_run_id: str) -> dict:

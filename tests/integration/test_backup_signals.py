@@ -20,22 +20,11 @@ from prefect.settings import PREFECT_API_URL
 
 from pausepoint.catalog import open_catalog
 from pausepoint.site import load_site
-from tests.support.small_site import SmallSite
 
 pytestmark = [pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD_S = 60
-
-
-def _wait_until_paused(small_site: SmallSite, child: subprocess.Popen, err: Path) -> None:
-    t0 = time.monotonic()
-    while not all(s.gate.check_paused() for s in small_site.servers):
-        if child.poll() is not None:
-            pytest.fail(f"the backup ended before pausing:\n{err.read_text()[-4000:]}")
-        if time.monotonic() - t0 > 180:
-            pytest.fail(f"the backup did not pause within 180 s:\n{err.read_text()[-4000:]}")
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -55,7 +44,7 @@ def test_backup_signalled_in_its_hold_unpauses_at_once_and_exits_with_one_line(
             start_new_session=True,  # its group is ours to kill if the test fails
         )
     try:
-        _wait_until_paused(small_site, child, err)
+        small_site.wait_until_paused(child, err)
         time.sleep(0.5)  # into the hold
         signalled = time.monotonic()
         child.send_signal(signum)

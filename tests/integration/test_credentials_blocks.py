@@ -26,6 +26,7 @@ from pausepoint.credentials import (
 )
 from pausepoint.errors import SecretError
 from tasks._step import secret_resolver
+from tests.support.cloud import keep_cloud_away
 
 pytestmark = [pytest.mark.integration]
 
@@ -63,14 +64,7 @@ class AzureContainerInstanceCredentialsBlock(Block):
 
 @pytest.fixture(autouse=True)
 def no_cloud(monkeypatch, tmp_path):
-    import os
-
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "AZURE_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    keep_cloud_away(monkeypatch, tmp_path)
 
 
 def test_an_aws_credentials_block_becomes_a_session_with_its_keys_and_region(prefect_api):

@@ -336,6 +336,26 @@ def break_staging(how: str, run: BackupRun, mounted: list[Path]) -> Path:
     return staging
 
 
+def break_staging_at(
+    monkeypatch: pytest.MonkeyPatch, step: str, how: str, mounted: list[Path], *, after: bool
+) -> list[Path]:
+    """BackupRun.<step> patched to break the run's staging (break_staging) just before it runs,
+    or just after it with ``after``; the list returned receives the broken directory."""
+    broken: list[Path] = []
+    original = getattr(BackupRun, step)
+
+    def patched(run: BackupRun):
+        if not after:
+            broken.append(break_staging(how, run, mounted))
+        result = original(run)
+        if after:
+            broken.append(break_staging(how, run, mounted))
+        return result
+
+    monkeypatch.setattr(BackupRun, step, patched)
+    return broken
+
+
 def assert_left_unregistered(small_site: SmallSite, how: str, staging: Path, mounts) -> None:
     """Nothing registered; a read-only staging directory could not be discarded by the run:
     it has no manifest, is never listed, and sweep_orphans removes it."""
@@ -359,15 +379,7 @@ def test_catalog_unwritable_at_artifact_write_fails_cleanly(
     how, small_site, mounts, temp_dir, monkeypatch
 ):
     """After the unpause, before the stores copy, the staging directory breaks."""
-    broken: list[Path] = []
-    end_lease = BackupRun.end_lease
-
-    def end_lease_then_break(run: BackupRun):
-        lease = end_lease(run)
-        broken.append(break_staging(how, run, mounts))
-        return lease
-
-    monkeypatch.setattr(BackupRun, "end_lease", end_lease_then_break)
+    broken = break_staging_at(monkeypatch, "end_lease", how, mounts, after=True)
     with pytest.raises(CaptureError) as e:
         backup(BackupRequest(site_file=str(small_site.path)))
     msg = str(e.value)
@@ -386,14 +398,7 @@ def test_catalog_unwritable_at_registration_never_half_registers(
     how, small_site, mounts, temp_dir, monkeypatch
 ):
     """Every store copied; then the point's directory breaks just before the manifest."""
-    broken: list[Path] = []
-    register = BackupRun.register
-
-    def break_then_register(run: BackupRun):
-        broken.append(break_staging(how, run, mounts))
-        return register(run)
-
-    monkeypatch.setattr(BackupRun, "register", break_then_register)
+    broken = break_staging_at(monkeypatch, "register", how, mounts, after=False)
     with pytest.raises(CatalogError) as e:
         backup(BackupRequest(site_file=str(small_site.path)))
     msg = str(e.value)

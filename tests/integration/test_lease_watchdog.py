@@ -119,16 +119,6 @@ def _start_backup_process(small_site: SmallSite, log: Path) -> subprocess.Popen:
         )
 
 
-def _wait_until_paused(small_site: SmallSite, child: subprocess.Popen, log: Path) -> None:
-    t0 = time.monotonic()
-    while not all(s.gate.check_paused() for s in small_site.servers):
-        if child.poll() is not None:
-            pytest.fail(f"the backup ended before pausing:\n{log.read_text()[-4000:]}")
-        if time.monotonic() - t0 > 180:
-            pytest.fail(f"the backup did not pause within 180 s:\n{log.read_text()[-4000:]}")
-        time.sleep(0.02)
-
-
 def _orphaned_events(since: datetime) -> list[dict]:
     return read_events("pausepoint.pause.orphaned", since, limit=10)
 
@@ -150,7 +140,7 @@ def test_backup_killed_in_its_window_is_unpaused_by_the_watchdog_after_the_deadl
     log = tmp_path / "backup.log"
     child = _start_backup_process(small_site, log)
     try:
-        _wait_until_paused(small_site, child, log)
+        small_site.wait_until_paused(child, log)
         os.killpg(child.pid, signal.SIGKILL)  # the group this test created, nothing else
         child.wait(timeout=30)
     finally:

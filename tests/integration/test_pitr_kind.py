@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from flows.backup import backup
-from flows.restore import restore
 from harness.bank_app import create_schema
 from harness.gate_server import start_gate_cluster
 from harness.sites import SiteDbs
@@ -24,9 +23,10 @@ from pausepoint.catalog import open_catalog
 from pausepoint.catalog.manifest import RestorePoint
 from pausepoint.clock import ClockBound, required_hold_ms
 from pausepoint.errors import PitrWindowError
-from pausepoint.requests import BackupRequest, RestoreRequest
+from pausepoint.requests import BackupRequest
 from pausepoint.site import load_site
 from pausepoint.stores import registry
+from tests.integration.test_in_place import restore_with
 from tests.integration.test_prune_drill import exists
 from tests.support.pitr_kind import (
     ENTRY,
@@ -66,15 +66,7 @@ class PitrSite:
         return str(path)
 
     def restore(self, point_id: str, target: str, replace: bool = False) -> dict:
-        return restore(
-            RestoreRequest(
-                site_file=str(self.path),
-                point_id=point_id,
-                confirm=point_id,
-                target_file=target,
-                replace=replace,
-            )
-        )
+        return restore_with(self, point_id, target, replace)
 
 
 @pytest.fixture

@@ -7,14 +7,11 @@ password: the catalog's files, the flow and task run logs, the artifacts and the
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
-from prefect import get_client
 from prefect.blocks.system import Secret
-from prefect.client.schemas.filters import LogFilter
 
 from flows.backup import backup
 from flows.restore import restore
@@ -22,8 +19,7 @@ from harness.servers import PASSWORD
 from harness.sites import MY_ENV, PG_ENV
 from pausepoint.errors import SecretError
 from pausepoint.requests import BackupRequest, RestoreRequest
-from pausepoint.site import load_site
-from tests.support.prefect_api import read_events
+from tests.support.prefect_api import everything_stored
 
 pytestmark = [pytest.mark.integration]
 
@@ -34,23 +30,6 @@ def _use_blocks(data: dict) -> None:
     for comp in ("ledger", "auditor"):
         for store in data[comp]["stores"]:
             store["password"] = {"block": BLOCKS[store["kind"]]}
-
-
-def _everything_written(small_site, since: datetime) -> dict[str, str]:
-    site = load_site(small_site.path)
-    written = {
-        str(p): p.read_bytes().decode("latin-1")
-        for p in site.catalog.path.rglob("*")
-        if p.is_file()
-    }
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(), limit=200)
-        written["logs"] = "\n".join(log.message for log in logs)
-        artifacts = client.read_artifacts(limit=200)
-        written["artifacts"] = "\n".join(f"{a.key} {a.description} {a.data}" for a in artifacts)
-    names = ["pausepoint.backup.completed", "pausepoint.restore.completed"]
-    written["events"] = json.dumps([read_events(n, since) for n in names])
-    return written
 
 
 def test_passwords_from_secret_blocks_never_reach_logs_artifacts_events_or_catalog(
@@ -77,7 +56,9 @@ def test_passwords_from_secret_blocks_never_reach_logs_artifacts_events_or_catal
     )
     assert all(ok for _, ok, _ in result["checks"])
 
-    written = _everything_written(small_site, since)
+    written = everything_stored(
+        small_site.path, since, ["pausepoint.backup.completed", "pausepoint.restore.completed"]
+    )
     assert any(point_id in text for text in written.values())  # the search looked somewhere real
     assert "manifest.json" in "".join(written)
     leaked = [where for where, text in written.items() if PASSWORD in text]

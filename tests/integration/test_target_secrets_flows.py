@@ -5,13 +5,10 @@ and stored 12 times in the Prefect database)."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
-from prefect import get_client
-from prefect.client.schemas.filters import LogFilter
 
 from flows.backup import backup
 from flows.drill import drill
@@ -19,39 +16,11 @@ from flows.restore import restore
 from pausepoint.cli import main
 from pausepoint.errors import ConfigError
 from pausepoint.requests import BackupRequest, DrillRequest, RestoreRequest
-from pausepoint.site import load_site
-from tests.support.prefect_api import read_events
+from tests.support.prefect_api import everything_stored
 
 pytestmark = [pytest.mark.integration]
 
 SECRET = "Inline-Target-Secret-4711"
-
-
-def _everything_stored(small_site, since: datetime) -> dict[str, str]:
-    site = load_site(small_site.path)
-    stored = {
-        str(p): p.read_bytes().decode("latin-1")
-        for p in site.catalog.path.rglob("*")
-        if p.is_file()
-    }
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(limit=200)
-        stored["flow runs"] = "\n".join(
-            f"{r.name} {json.dumps(r.parameters, default=str)} "
-            f"{r.state.message if r.state else ''} {r.state.data if r.state else ''}"
-            for r in runs
-        )
-        tasks = client.read_task_runs(limit=200)
-        stored["task runs"] = "\n".join(
-            f"{t.name} {t.state.message if t.state else ''} {t.task_inputs}" for t in tasks
-        )
-        stored["logs"] = "\n".join(log.message for log in client.read_logs(LogFilter(), limit=200))
-        stored["artifacts"] = "\n".join(
-            f"{a.key} {a.description} {a.data}" for a in client.read_artifacts(limit=200)
-        )
-    names = ["pausepoint.restore.failed", "pausepoint.restore.completed"]
-    stored["events"] = json.dumps([read_events(n, since) for n in names])
-    return stored
 
 
 def test_an_inline_password_in_a_target_is_refused_and_never_printed_or_stored(
@@ -99,6 +68,8 @@ def test_an_inline_password_in_a_target_is_refused_and_never_printed_or_stored(
     assert "gives 'password' inline" in out.err
     assert SECRET not in out.out and SECRET not in out.err
 
-    stored = _everything_stored(small_site, since)
+    stored = everything_stored(
+        small_site.path, since, ["pausepoint.restore.failed", "pausepoint.restore.completed"]
+    )
     assert point_id in stored["flow runs"]  # the search looked somewhere real
     assert [where for where, text in stored.items() if SECRET in text] == []

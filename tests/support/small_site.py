@@ -4,11 +4,14 @@ The fixture that builds one per test is ``small_site`` in tests/integration/conf
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
 from harness.bank_app import create_schema
@@ -55,6 +58,17 @@ class SmallSite:
             yield dead
         finally:
             dead.start()
+
+    def wait_until_paused(self, child: subprocess.Popen, log: Path) -> None:
+        """Until every node reports paused by the backup ``child`` (whose output is in ``log``);
+        fails the test, with the log's tail, when it ends or takes 180 s first."""
+        t0 = time.monotonic()
+        while not all(s.gate.check_paused() for s in self.servers):
+            if child.poll() is not None:
+                pytest.fail(f"the backup ended before pausing:\n{log.read_text()[-4000:]}")
+            if time.monotonic() - t0 > 180:
+                pytest.fail(f"the backup did not pause within 180 s:\n{log.read_text()[-4000:]}")
+            time.sleep(0.02)
 
     def assert_nothing_paused_or_registered(self) -> None:
         assert [s.target for s in self.servers if s.gate.check_paused()] == []

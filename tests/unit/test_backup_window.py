@@ -17,7 +17,7 @@ import pytest
 
 from pausepoint.backup import BackupRun, StoreSlot
 from pausepoint.errors import CaptureError, PauseError, VerificationError
-from pausepoint.site import PauseSettings, parse_site
+from pausepoint.site import PauseSettings, Site, parse_site
 from pausepoint.stores.base import CaptureHandle, PreparedCapture, Store, StoreCapture
 from pausepoint.window import PauseSession
 from tests.unit.test_window import T1, T2, T3, FakeAdmin
@@ -93,20 +93,27 @@ class FakeStore(Store):
         raise NotImplementedError
 
 
-SITE = parse_site(
+def window_site(pause: dict[str, int]) -> Site:
+    """Site "demo": one postgres store (nothing connects to it) and these pause settings."""
+    return parse_site(
+        {
+            "site": "demo",
+            "catalog": {"path": "/nonexistent"},
+            "pause": pause,
+            "ledger": {
+                "targets": {"static": ["127.0.0.1:1"]},
+                "stores": [{"kind": "postgres", "name": "a", "user": "u", "database": "d"}],
+            },
+        }
+    )
+
+
+SITE = window_site(
     {
-        "site": "demo",
-        "catalog": {"path": "/nonexistent"},
-        "pause": {
-            "open_capture_timeout_ms": 2000,
-            "drain_timeout_ms": 1000,
-            "lease_margin_ms": 0,
-            "unpause_backoff_ms": 1,
-        },
-        "ledger": {
-            "targets": {"static": ["127.0.0.1:1"]},
-            "stores": [{"kind": "postgres", "name": "a", "user": "u", "database": "d"}],
-        },
+        "open_capture_timeout_ms": 2000,
+        "drain_timeout_ms": 1000,
+        "lease_margin_ms": 0,
+        "unpause_backoff_ms": 1,
     }
 )
 

@@ -27,6 +27,7 @@ from pausepoint.secrets import SecretResolver
 from pausepoint.site import _explain
 from pausepoint.stores.base import StoreConfigBase
 from pausepoint.validation import explain_lines
+from tests.support.cloud import keep_cloud_away
 
 SECRET = "wJalrXUtnFEMI-Inline-Secret-77"
 KEY_ID = "AKIAEXAMPLEKEYID0001"
@@ -44,15 +45,7 @@ class StoreConfig(BaseModel):
 
 @pytest.fixture(autouse=True)
 def no_cloud(monkeypatch, tmp_path):
-    """Every AWS setting of the machine out of the way; never the instance metadata endpoint."""
-    import os
-
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "AZURE_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    keep_cloud_away(monkeypatch, tmp_path)
 
 
 def everything_said(exc: BaseException) -> str:

@@ -18,32 +18,10 @@ from pausepoint.drill import (
 )
 from pausepoint.errors import CatalogError, ConfigError, RestorePointNotFoundError
 from pausepoint.restore import RestoreTarget
-from pausepoint.site import parse_site
 from tests.unit.test_catalog import SITE, T0, make_point
+from tests.unit.test_locations import site  # the three stores of the site
 
 STARTED = datetime(2026, 11, 28, 3, 0, 0, 123456, tzinfo=UTC)
-
-
-def site():
-    return parse_site(
-        {
-            "site": SITE,
-            "catalog": {"path": "/tmp/catalog"},
-            "ledger": {
-                "targets": {"static": ["127.0.0.1:50053"]},
-                "stores": [
-                    {"kind": "postgres", "name": "ledger-pg", "user": "u", "database": "ledger"},
-                    {"kind": "mysql", "name": "ledger-my", "user": "u", "databases": ["scalar"]},
-                ],
-            },
-            "auditor": {
-                "targets": {"static": ["127.0.0.1:40053"]},
-                "stores": [
-                    {"kind": "postgres", "name": "auditor-pg", "user": "u", "database": "auditor"}
-                ],
-            },
-        }
-    )
 
 
 SCRATCH = {

@@ -21,9 +21,9 @@ from pausepoint.admin.grpc_client import GrpcAdminClient
 from pausepoint.backup import BackupRun, StoreSlot
 from pausepoint.catalog import Catalog, LocalDriver
 from pausepoint.errors import PauseError
-from pausepoint.site import PauseSettings, parse_site
+from pausepoint.site import PauseSettings
 from pausepoint.window import PauseSession
-from tests.unit.test_backup_window import FakeStore, run_window
+from tests.unit.test_backup_window import FakeStore, run_window, window_site
 from tests.unit.test_window import FakeAdmin
 
 PAUSE = {
@@ -33,17 +33,7 @@ PAUSE = {
     "call_timeout_ms": 1000,
     "unpause_backoff_ms": 1,
 }
-SITE = parse_site(
-    {
-        "site": "demo",
-        "catalog": {"path": "/nonexistent"},
-        "pause": PAUSE,
-        "ledger": {
-            "targets": {"static": ["127.0.0.1:1"]},
-            "stores": [{"kind": "postgres", "name": "a", "user": "u", "database": "d"}],
-        },
-    }
-)
+SITE = window_site(PAUSE)
 
 
 @pytest.fixture

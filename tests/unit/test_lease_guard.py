@@ -19,9 +19,9 @@ from pausepoint.backup import BackupRun, StoreSlot
 from pausepoint.catalog import Catalog, Lease, LocalDriver
 from pausepoint.errors import LeaseError, PauseError, UnpauseError, WindowExpiredError
 from pausepoint.lease_guard import LeaseGuard
-from pausepoint.site import PauseSettings, parse_site
+from pausepoint.site import PauseSettings
 from pausepoint.window import PauseSession, deadline_for
-from tests.unit.test_backup_window import FakeHandle, FakeStore, run_window
+from tests.unit.test_backup_window import FakeHandle, FakeStore, run_window, window_site
 from tests.unit.test_window import T1, T2, T3, FakeAdmin
 
 PAUSE = {
@@ -32,17 +32,7 @@ PAUSE = {
     "call_timeout_ms": 5000,
     "unpause_backoff_ms": 1,
 }
-SITE = parse_site(
-    {
-        "site": "demo",
-        "catalog": {"path": "/nonexistent"},
-        "pause": PAUSE,
-        "ledger": {
-            "targets": {"static": ["127.0.0.1:1"]},
-            "stores": [{"kind": "postgres", "name": "a", "user": "u", "database": "d"}],
-        },
-    }
-)
+SITE = window_site(PAUSE)
 NODES = {"ledger": [T1, T2], "auditor": [T3]}
 
 
@@ -250,8 +240,12 @@ def test_lease_heartbeat_rewrites_the_lease_until_disarmed(catalog):
     guard = LeaseGuard(catalog, lambda: None, heartbeat_s=0.02)
     first = guard.take(lease)
     try:
-        time.sleep(0.2)
+        # Wait for a beat (a busy machine may delay the heartbeat thread; no timing asserted).
+        deadline = time.monotonic() + 30
         beat = catalog.get_lease("demo", "beating").heartbeat_at
+        while (beat is None or beat <= now) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            beat = catalog.get_lease("demo", "beating").heartbeat_at
         assert first.heartbeat_at == now and beat is not None and beat > now
     finally:
         guard.disarm()

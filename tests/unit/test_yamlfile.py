@@ -37,14 +37,19 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
+def given_twice(what: str, path: Path, key: str, first: int, second: int) -> str:
+    """The whole refusal of a file that gives ``key`` twice."""
+    return (
+        f"{what} {path}: key {key!r} is given twice, at line {first} and line {second}; YAML "
+        "would keep only the last one silently, so remove or merge one of them"
+    )
+
+
 def test_a_site_file_with_two_ledger_keys_is_refused(tmp_path):
     path = _write(tmp_path, "site.yaml", TWO_LEDGERS)
     with pytest.raises(ConfigError) as e:
         load_site(path)
-    assert str(e.value) == (
-        f"site file {path}: key 'ledger' is given twice, at line 3 and line 8; YAML would keep "
-        "only the last one silently, so remove or merge one of them"
-    )
+    assert str(e.value) == given_twice("site file", path, "ledger", 3, 8)
 
 
 def test_a_key_given_twice_deep_inside_a_site_file_is_refused(tmp_path):
@@ -63,10 +68,7 @@ def test_a_restore_target_file_with_a_key_given_twice_is_refused(tmp_path):
     )
     with pytest.raises(ConfigError) as e:
         load_target(path)
-    assert str(e.value) == (
-        f"restore target file {path}: key 'ledger-pg' is given twice, at line 2 and line 3; "
-        "YAML would keep only the last one silently, so remove or merge one of them"
-    )
+    assert str(e.value) == given_twice("restore target file", path, "ledger-pg", 2, 3)
 
 
 def test_a_parameters_file_with_a_key_given_twice_is_refused(tmp_path):
