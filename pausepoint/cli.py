@@ -138,15 +138,13 @@ def _points(args: argparse.Namespace, site: Site) -> int:
 
 def _unpause(site: Site) -> int:
     """Unpause every node of the site that reports paused (an operator's explicit decision)."""
-    from pausepoint.admin.fanout import call_all
     from pausepoint.admin.site_client import admin_client, discover_nodes
     from pausepoint.window import PauseSession
 
     client = admin_client(site)
     try:
         session = PauseSession(site.site, discover_nodes(site), client, site.pause, emergency=True)
-        timeout = site.pause.call_timeout_ms / 1000
-        states = call_all(session.nodes, lambda n: client.check_paused(n.target, timeout_s=timeout))
+        states = session.check_all()
         for node, r in states.items():
             print(f"{node}: {'PAUSED' if r.value else 'not paused' if r.ok else r.error}")
         # Unreachable nodes are tried too: a paused node may just be slow to answer.

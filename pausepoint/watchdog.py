@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pausepoint.admin.client import AdminClient
-from pausepoint.admin.fanout import call_all
 from pausepoint.admin.site_client import discover_nodes
 from pausepoint.catalog import Catalog, Lease, Unreadable
 from pausepoint.catalog.lease import HEARTBEAT_MISSES
@@ -376,11 +375,10 @@ def _unpause_paused(
     """CheckPaused on ``nodes``, then Unpause those that reported paused. An unpause that fails
     raises an UnpauseError that starts with ``head`` and ends with ``stays``; a node that did not
     answer is the caller's to report (in ``unknown``), after the others were unpaused."""
-    timeout = site.pause.call_timeout_ms / 1000
-    states = call_all(nodes, lambda n: client.check_paused(n.target, timeout_s=timeout))
+    session = PauseSession(site.site, _by_component(nodes), client, site.pause)
+    states = session.check_all(nodes)
     paused = sorted((n for n, r in states.items() if r.ok and r.value), key=str)
     if paused:
-        session = PauseSession(site.site, _by_component(paused), client, site.pause)
         session.paused = set(paused)
         try:
             session.unpause_all()

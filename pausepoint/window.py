@@ -132,8 +132,9 @@ class PauseSession:
     def _timeout_s(self) -> float:
         return self.settings.call_timeout_ms / 1000
 
-    def _check_all(self, nodes: list[Node]) -> dict[Node, Result[bool]]:
-        """CheckPaused on every node at once."""
+    def check_all(self, nodes: list[Node] | None = None) -> dict[Node, Result[bool]]:
+        """CheckPaused on ``nodes`` (default: every node of the session) at once."""
+        nodes = self.nodes if nodes is None else nodes
         kwargs = {"timeout_s": self._timeout_s}
         return fan_out(self.client, nodes, lambda n: AdminCall("check_paused", n.target, kwargs))
 
@@ -155,7 +156,7 @@ class PauseSession:
         """Every node reachable and unpaused. Raises PreflightError; pauses nothing."""
         if not self.nodes:
             raise PreflightError(f"site {self.site!r} has no admin targets to pause")
-        results = self._check_all(self.nodes)
+        results = self.check_all()
         unreachable = [(n, r.error) for n, r in results.items() if r.error is not None]
         if unreachable:
             detail = "; ".join(f"{n}: {e}" for n, e in unreachable)
@@ -290,7 +291,7 @@ class PauseSession:
 
     def verify(self) -> None:
         """Every node still paused and the node set unchanged; else VerificationError."""
-        results = self._check_all(self.nodes)
+        results = self.check_all()
         problems = []
         for node, r in results.items():
             if r.error is not None:
@@ -446,7 +447,7 @@ class PauseSession:
         end = time.monotonic() + max(0.0, (until - self.now()).total_seconds())
         unpaused: list[Node] = []
         while True:
-            results = self._check_all(watched)
+            results = self.check_all(watched)
             unanswered = [n for n, r in results.items() if not r.ok]
             late = [n for n, r in results.items() if r.ok and r.value]
             if late:
