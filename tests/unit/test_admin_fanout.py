@@ -175,11 +175,12 @@ def test_fan_out_each_call_has_its_own_deadline() -> None:
             client, targets, lambda t: AdminCall("check_paused", t, {"timeout_s": 0.5})
         )
         assert [r.value for r in results.values()][:2] == [False, False]
-        fast = [results[t].elapsed_s for t in targets[:2]]
-        assert max(fast) < 0.5
         slow = results[targets[2]]
+        # The fast calls did not wait for the slow one; it ended at its own deadline, not at
+        # the node's late answer (which would have been a value, not DEADLINE).
+        assert max(results[t].returned_mono for t in targets[:2]) < slow.returned_mono
         assert type(slow.error) is AdminCallError and slow.error.reason is Reason.DEADLINE
-        assert 0.5 <= slow.elapsed_s < 3.0
+        assert slow.elapsed_s >= 0.5
 
 
 def test_fan_out_a_hundred_calls_are_in_flight_at_the_same_time() -> None:
@@ -222,11 +223,13 @@ def test_fan_out_client_closed_during_the_calls_fails_them_and_returns() -> None
             )
         )
         wait_until(lambda: all(s.calls.get("CheckPaused") for s in servers))
-        started = time.monotonic()
         client.close()
         results = calls.result()
-        assert time.monotonic() - started < 2.5
-        assert all(isinstance(r.error, AdminCallError) for r in results.values())
+        # Cancelled by the close, not answered late by the nodes (an answer would be a value).
+        assert all(
+            isinstance(r.error, AdminCallError) and r.error.code == "CANCELLED"
+            for r in results.values()
+        )
         with pytest.raises(InternalError, match="closed"):
             fan_out(client, targets, lambda t: AdminCall("check_paused", t, {"timeout_s": 5}))
 

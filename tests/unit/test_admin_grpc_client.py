@@ -461,9 +461,8 @@ def test_client_close_cancels_a_call_in_flight_and_ends_its_loop_thread(node: Ga
     node.slow_check_ms = 3000
     call = Background(lambda: client.check_paused(node.target, timeout_s=10))
     wait_until(lambda: node.calls["CheckPaused"] == 2)
-    started = time.monotonic()
     client.close()
     err = call.error()
+    # CANCELLED by the close: the node's late answer would have been a value.
     assert type(err) is AdminCallError and err.code == "CANCELLED"
-    assert time.monotonic() - started < 2.5
     assert not loop_thread.is_alive()
