@@ -100,6 +100,15 @@ def mysql_server(servers_dir: Path) -> Iterator[servers.MysqlServer]:
     yield from _serve(servers.start_mariadb, servers_dir / "mariadb")
 
 
+@pytest.fixture(scope="session")
+def moto(servers_dir: Path):
+    """moto's server (DynamoDB, RDS, S3 for the real boto3) on loopback, once per session.
+    Tests call ``moto.reset()`` when they need an empty account."""
+    from harness import moto_server
+
+    yield from _serve(moto_server.start_moto, servers_dir / "moto")
+
+
 # --- ScalarDL Ledger harness (harness/ledger.py) ----------------------------------------------
 
 
