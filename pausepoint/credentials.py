@@ -177,7 +177,10 @@ class AzureCredentials(_Credentials):
     _what: ClassVar[str] = "Azure credentials"
     _settings: ClassVar[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
         "default": (frozenset(), frozenset()),
-        "service_principal": (frozenset({"tenant_id", "client_id", "client_secret"}), frozenset()),
+        "service_principal": (
+            frozenset({"tenant_id", "client_id", "client_secret"}),
+            frozenset({"authority"}),
+        ),
         "managed_identity": (frozenset(), frozenset({"client_id"})),
         "block": (frozenset({"block"}), frozenset()),
     }
@@ -192,6 +195,13 @@ class AzureCredentials(_Credentials):
         description="application (client) id",
     )
     client_secret: SecretRef | None = None
+    # Sovereign clouds (login.chinacloudapi.cn ...) and private identity endpoints (Azure Stack);
+    # a host that is not one of Microsoft's clouds is used without instance discovery.
+    authority: str | None = Field(
+        None,
+        pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?/?$",
+        description="the identity platform's host, e.g. https://login.microsoftonline.us",
+    )
     block: str | None = Field(
         None,
         pattern=_BLOCK_NAME,
@@ -337,8 +347,18 @@ def _assume_role_session(creds: AwsCredentials, resolve: SecretResolver) -> boto
     return boto3.Session(botocore_session=session)
 
 
-def azure_credential(creds: AzureCredentials, resolve: SecretResolver) -> TokenCredential:
-    """An azure-identity credential for these credentials; no token is requested here."""
+_MICROSOFT_AUTHORITIES = (
+    "login.microsoftonline.com",
+    "login.microsoftonline.us",
+    "login.chinacloudapi.cn",
+)
+
+
+def azure_credential(
+    creds: AzureCredentials, resolve: SecretResolver, **transport: Any
+) -> TokenCredential:
+    """An azure-identity credential for these credentials; no token is requested here.
+    ``transport``: azure-core transport settings (``connection_verify``: a CA file)."""
     from azure.identity import (
         ClientSecretCredential,
         DefaultAzureCredential,
@@ -351,10 +371,16 @@ def azure_credential(creds: AzureCredentials, resolve: SecretResolver) -> TokenC
     if creds.source == "managed_identity":
         return ManagedIdentityCredential(client_id=creds.client_id)
     if creds.source == "service_principal":
+        extra: dict[str, Any] = dict(transport)
+        if creds.authority:
+            extra["authority"] = creds.authority.rstrip("/")
+            host = creds.authority.split("//", 1)[1].split("/", 1)[0].split(":", 1)[0]
+            extra["disable_instance_discovery"] = host not in _MICROSOFT_AUTHORITIES
         return ClientSecretCredential(
             tenant_id=creds.tenant_id,  # type: ignore[arg-type]
             client_id=creds.client_id,  # type: ignore[arg-type]
             client_secret=_secret(resolve, creds.client_secret, f"{what}, client_secret"),  # type: ignore[arg-type]
+            **extra,
         )
     fields = resolve.credentials_block(AZURE_BLOCK_TYPE, creds.block)  # type: ignore[arg-type]
     parts = {k: fields.get(k) or None for k in ("tenant_id", "client_id", "client_secret")}

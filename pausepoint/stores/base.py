@@ -91,7 +91,10 @@ class StoreConfigBase(BaseModel):
         """This config with a restore target's ``overrides`` applied, validated (raises
         pydantic's ValidationError). A kind whose settings do not simply replace each other
         overrides this."""
-        return type(self).model_validate({**self.model_dump(), **overrides})
+        # Only the fields the site file set: a nested model (credentials) re-validates from what
+        # was given, not from its dump, whose unset fields would read as given.
+        mine = {**self.model_dump(exclude_unset=True), "name": self.name, "kind": self.kind}
+        return type(self).model_validate({**mine, **overrides})
 
 
 class Artifact(BaseModel):
@@ -649,6 +652,12 @@ class Store(ABC, Generic[C]):
         kind whose restore is long records its steps in ``journal`` and, given a journal with a
         step, resumes from it; others ignore it.
         """
+
+    def restored_to(self) -> dict[str, str]:
+        """After restore: where the data now is when that is not the target's configured
+        address (a kind that restores into a NEW account, instance or cluster reports its
+        name and endpoint here; the restore report shows it). Empty for the others."""
+        return {}
 
     def reapply_settings(self, capture: StoreCapture) -> None:
         """After restore, before fingerprints: re-apply what a provider's restore resets

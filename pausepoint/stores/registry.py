@@ -31,6 +31,7 @@ from pydantic import Field, TypeAdapter
 
 from pausepoint.errors import StoreKindError
 from pausepoint.stores.base import CaptureDetails, Store, StoreConfigBase
+from pausepoint.stores.cosmos.config import CosmosCaptureDetails, CosmosConfig
 from pausepoint.stores.mysql_config import MysqlCaptureDetails, MysqlConfig
 from pausepoint.stores.postgres_config import PostgresCaptureDetails, PostgresConfig
 
@@ -120,6 +121,12 @@ def _mysql_locations(
     return server_locations(cfg, names, as_target=as_target, where=where, resolve=resolve)
 
 
+def _cosmos_locations(cfg: CosmosConfig, **kw: Any) -> frozenset[Location]:
+    from pausepoint.stores.cosmos.store import locations
+
+    return locations(cfg, **kw)
+
+
 BUILTIN: tuple[StoreKind, ...] = (
     StoreKind(
         kind="postgres",
@@ -134,6 +141,21 @@ BUILTIN: tuple[StoreKind, ...] = (
         store="pausepoint.stores.mysql.store:MysqlStore",
         locations=_mysql_locations,
         details=MysqlCaptureDetails,
+    ),
+    StoreKind(
+        kind="cosmos",
+        config=CosmosConfig,
+        store="pausepoint.stores.cosmos.store:CosmosStore",
+        locations=_cosmos_locations,
+        # Restores go to a NEW account, to the second; Cosmos DB has no cross-partition
+        # snapshot of its own, so the pause makes the point consistent.
+        capabilities=Capabilities(
+            capture="pitr",
+            pitr_granularity_ms=1000,
+            transactional=False,
+            restore_modes=frozenset({"side_by_side"}),
+        ),
+        details=CosmosCaptureDetails,
     ),
 )
 

@@ -50,3 +50,18 @@ def test_the_automation_file_in_the_docs_is_one_prefect_accepts():
     assert automation.actions[0].parameters == {
         "request": {"site_file": "deployments/production/site.yaml"}
     }
+
+
+def test_store_kind_examples_are_valid():
+    """deployments/examples: one site file (and restore target) per store kind."""
+    sites = sorted((ROOT / "deployments/examples").glob("site-*.yaml"))
+    assert sites
+    for path in sites:
+        site = load_site(path)
+        target_path = path.with_name(path.name.replace("site-", "restore-target-"))
+        if target_path.exists():
+            target = load_target(target_path)
+            assert set(target.stores) <= {s.name for _, s in site.stores()}, target_path
+            for comp, store in site.stores():
+                if store.name in target.stores:
+                    store.retarget(target.stores[store.name])
