@@ -62,6 +62,6 @@ def test_store_kind_examples_are_valid():
         if target_path.exists():
             target = load_target(target_path)
             assert set(target.stores) <= {s.name for _, s in site.stores()}, target_path
-            for comp, store in site.stores():
+            for _comp, store in site.stores():
                 if store.name in target.stores:
                     store.retarget(target.stores[store.name])
