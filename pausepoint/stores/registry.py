@@ -182,7 +182,9 @@ BUILTIN: tuple[StoreKind, ...] = (
         store="pausepoint.stores.mysql.store:MysqlStore",
         locations=_mysql_locations,
         details=MysqlCaptureDetails,
-        scalardb=ScalarDbHooks(_mysql_namespaces, "pausepoint.stores.scalardb_sql:MysqlScalarDbSql"),
+        scalardb=ScalarDbHooks(
+            _mysql_namespaces, "pausepoint.stores.scalardb_sql:MysqlScalarDbSql"
+        ),
     ),
 )
 
