@@ -8,8 +8,10 @@ from pausepoint.errors import most_severe
 from pausepoint.restore import RestoreRun
 from tasks.restore_steps import (
     check_nodes_stopped,
+    check_scalardb,
     check_target,
     restore_store,
+    rewrite_scalardb_metadata,
     validate_point,
     verify_store,
 )
@@ -39,7 +41,8 @@ def restore_and_check(
 ) -> None:
     """Validate, (with ``client``) check the nodes are stopped, check the targets, restore and
     compare fingerprints; each check is appended to ``checks`` as it passes, so a failure leaves
-    the ones that ran. Fingerprint differences are appended as failed checks, not raised."""
+    the ones that ran. Fingerprint differences and ScalarDB checks that fail are appended as
+    failed checks, not raised (``run.raise_if_mismatch`` raises them after the report)."""
     checks.append(("restore point complete and intact", True, validate_point(run)))
     if client is not None:
         checks.append(("ScalarDL nodes", True, check_nodes_stopped(run, client)))
@@ -64,3 +67,20 @@ def restore_and_check(
             else "; ".join(s.fingerprint_problems)
         )
         checks.append((f"fingerprint {s.component}/{s.store.name}", ok, detail))
+    _scalardb(run, checks)
+
+
+def _scalardb(run: RestoreRun, checks: list[Check]) -> None:
+    """ScalarDB-managed components: metadata rewritten to restored names, then the restored
+    transaction metadata read (each component's result kept on ``run.scalardb_checks``)."""
+    components = run.scalardb_components()
+    if not components:
+        return
+    if run.scalardb_rewrites:
+        lines = rewrite_scalardb_metadata(run)
+        checks.append(("ScalarDB metadata renamed", True, "; ".join(lines)))
+    futures = [check_scalardb.submit(run, c) for c in components]
+    for result in [f.result() for f in futures]:
+        checks.append(
+            (f"ScalarDB transactions {result.component}", result.passed, result.summary())
+        )

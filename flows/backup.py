@@ -1,6 +1,6 @@
 """The backup flow: the guide's procedure, one task per step.
 
-    load site -> preflight (stores, admin targets, clock)             in parallel
+    load site -> preflight (stores, ScalarDB coverage, admin targets, clock)  in parallel
               -> begin restore point
               -> take the lease (names the nodes; its timer unpauses at the deadline)
               -> pause every node                                      (one task, parallel calls)
@@ -39,6 +39,7 @@ from tasks.backup_steps import (
     begin_copy,
     begin_point,
     check_nodes,
+    check_scalardb,
     check_store,
     derive_hold,
     end_lease,
@@ -59,6 +60,7 @@ from tasks.site_steps import connect, load_site
 
 def _preflight(run: BackupRun) -> None:
     futures = [check_store.submit(run, slot) for slot in run.slots]
+    futures.append(check_scalardb.submit(run))
     if run.needs_pause:
         futures.append(check_nodes.submit(run))
     futures.append(measure_clock.submit(run))

@@ -6,6 +6,8 @@ validate point (every component, every store, every checksum)
 -> check every target (reachable, empty unless replace)            in parallel
 -> restore every store                                             in parallel
 -> compare fingerprints                                            in parallel
+-> ScalarDB-managed components: rewrite renamed namespaces in ScalarDB's restored metadata,
+   check the restored transaction metadata (records no coordinator state resolves fail)
 -> publish the restore report
 """
 
@@ -44,7 +46,7 @@ def restore(request: RestoreRequest) -> dict:
         # meanwhile; databases the site does not use are free.
         with site_pause_lock(site, "restore") if run.in_place else nullcontext():
             restore_and_check(run, checks, client)
-        publish_restore_report(run.point, checks)
+        publish_restore_report(run.point, checks, run.scalardb_checks)
         run.raise_if_mismatch()
         events.restore_completed(run.point, checks, target=_target_name(run))
         return {"point": run.point.id, "checks": [list(c) for c in checks]}

@@ -73,6 +73,14 @@ class RestoreTargetError(ConfigError):
     """A restore target would write where it must not (two stores into one database)."""
 
 
+class ScalarDbRenameError(RestoreTargetError):
+    """A restore target renames a namespace of a ScalarDB-managed component (MySQL's
+    ``database_map``) where pausepoint cannot rewrite ScalarDB's metadata to match: the
+    metadata is not captured by the same store, or its restored copy would be the live
+    site's. The message names the store, the renames and the fix (map the metadata namespace
+    too, or restore under the same names to another server). Nothing was touched."""
+
+
 class ScratchTargetError(ConfigError):
     """A drill's scratch target is (part of) the site's own databases, however it is spelt."""
 
@@ -111,6 +119,14 @@ class ClockSkewError(PreflightError):
 
 class PauseLockError(PreflightError):
     """The site's pause lock (one backup or restore at a time) could not be taken."""
+
+
+class ScalarDbCoverageError(PreflightError):
+    """A ScalarDB-managed component (``scalardb:`` in the site file) has data its stores do not
+    capture: one of its namespaces, the coordinator tables, or ScalarDB's table metadata (the
+    ``scalardb`` database or schema) of a storage that holds its namespaces. A restore of such
+    a backup would be torn or unreadable by ScalarDB; the message names what is missing and
+    the store setting to add it to. Nothing was paused."""
 
 
 # --- the pause window -----------------------------------------------------------------------
@@ -229,6 +245,16 @@ class TargetNotEmptyError(RestoreError):
 
 class FingerprintMismatchError(RestoreError):
     """The restored data differs from what was captured."""
+
+
+class ScalarDbTransactionError(RestoreError):
+    """The restored stores of a ScalarDB-managed component hold records in a non-COMMITTED
+    state whose transaction the restored coordinator table does not know (or its metadata
+    could not be read or rewritten). After a drained pause every such record's transaction
+    has a coordinator state; one without is the mark of a torn copy (the stores captured at
+    different moments), and ScalarDB's lazy recovery would roll back a transaction that may
+    have committed elsewhere. Do not start ScalarDL on these databases; restore another
+    point. The restore report lists the records by table and coordinator state."""
 
 
 def most_severe(errors: Iterable[BaseException]) -> BaseException | None:

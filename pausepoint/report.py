@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from pausepoint.catalog.manifest import RestorePoint
+from pausepoint.scalardb_restore import ScalarDbCheck
 from pausepoint.stores.base import StoreCapture
 
 
@@ -65,8 +66,13 @@ def restore_point_markdown(point: RestorePoint) -> str:
     return "\n".join(lines)
 
 
-def restore_markdown(point: RestorePoint, checks: list[tuple[str, bool, str]]) -> str:
-    """checks: (name, passed, detail) in the order they ran."""
+def restore_markdown(
+    point: RestorePoint,
+    checks: list[tuple[str, bool, str]],
+    scalardb: list[ScalarDbCheck] | None = None,
+) -> str:
+    """checks: (name, passed, detail) in the order they ran; ``scalardb``: the transaction
+    metadata of each ScalarDB-managed component, one table of pending records each."""
     lines = [
         f"# Restore of `{point.id}` (site {point.site})",
         "",
@@ -77,7 +83,40 @@ def restore_markdown(point: RestorePoint, checks: list[tuple[str, bool, str]]) -
     ]
     for name, ok, detail in checks:
         lines.append(f"| {name} | {'PASS' if ok else 'FAIL'} | {detail} |")
+    for c in scalardb or []:
+        lines += scalardb_markdown(c)
     return "\n".join(lines)
+
+
+def scalardb_markdown(check: ScalarDbCheck) -> list[str]:
+    """One ScalarDB-managed component's records not COMMITTED, by coordinator state."""
+    verdict = "PASS" if check.passed else "FAIL"
+    lines = [
+        "",
+        f"## ScalarDB transactions of {check.component}: {verdict}",
+        "",
+        f"{len(check.tables)} transactional tables read: {', '.join(check.tables) or 'none'}.",
+        "A record not COMMITTED is resolved by ScalarDB's lazy recovery when the coordinator "
+        "holds its transaction's state (COMMITTED: rolled forward, ABORTED: rolled back); "
+        "without one, the copy is torn.",
+        "",
+    ]
+    if check.groups:
+        lines += [
+            "| record state | coordinator state | records | tables | resolved | example tx |",
+            "|---|---|---|---|---|---|",
+        ]
+        for g in check.groups:
+            lines.append(
+                f"| {g.record_state} | {g.coordinator_state} | {g.records} | "
+                f"{', '.join(g.tables)} | {'yes' if g.resolved else '**no**'} | "
+                f"{', '.join(g.examples)} |"
+            )
+    else:
+        lines.append("Every record is COMMITTED.")
+    for p in check.problems:
+        lines.append(f"- problem: {p}")
+    return lines
 
 
 def _digest(parts: list[str]) -> str:

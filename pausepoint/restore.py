@@ -10,6 +10,11 @@ target file has an entry for the store: ``host: 127.1``, the machine's host name
 ``database_map`` still name the live database. An in-place restore needs the site's nodes
 stopped and holds the site's pause lock (``flows/restore.py``).
 
+A ScalarDB-managed component (``scalardb:`` in the site file) may have a namespace renamed only
+where pausepoint can rewrite ScalarDB's metadata to match (``pausepoint.scalardb_restore``,
+planned in ``prepare``); after the fingerprints, the metadata is rewritten and the restored
+transaction metadata checked.
+
 A target file names secrets by reference only, like the site file: an inline password is
 refused (``InlineSecretError``) without repeating it, and no validation message of a target
 carries an input value.
@@ -43,6 +48,14 @@ from pausepoint.errors import (
     RestoreTargetError,
 )
 from pausepoint.locations import Location, Resolver, locations, system_resolver
+from pausepoint.scalardb_restore import (
+    MetadataRewrite,
+    ScalarDbCheck,
+    check_transactions,
+    plan_rewrites,
+    raise_if_unresolved,
+    rewrite_metadata,
+)
 from pausepoint.secrets import SecretResolver
 from pausepoint.site import Site
 from pausepoint.stores import open_store, registry
@@ -358,6 +371,11 @@ class RestoreRun:
     # validate() checked the sha256 of the very files the stores will read.
     artifacts_verified: bool = False
     journal: RestoreJournal | None = None  # from validate(): resumes a restore that crashed
+    resolve: Resolver | None = None  # host names -> addresses (tests give their own)
+    # ScalarDB-managed components: metadata rows to rename (planned in prepare), and the
+    # transaction-metadata check of each after the restore
+    scalardb_rewrites: list[MetadataRewrite] = field(default_factory=list)
+    scalardb_checks: list[ScalarDbCheck] = field(default_factory=list)
 
     @classmethod
     def prepare(
@@ -374,7 +392,14 @@ class RestoreRun:
         """Load the point and decide where each store goes; refuses unknown stores and two
         stores restored into one database before anything is touched."""
         point = catalog.get_point(site.site, point_id)
-        run = cls(site=site, catalog=catalog, point=point, target=target, resolver=resolver)
+        run = cls(
+            site=site,
+            catalog=catalog,
+            point=point,
+            target=target,
+            resolver=resolver,
+            resolve=resolve,
+        )
         unknown = set(target.stores) - {s.name for _, s in site.stores()}
         if unknown:
             raise ConfigError(
@@ -393,6 +418,7 @@ class RestoreRun:
                 + ". Give each store its own database in the restore target. Nothing was touched."
             )
         refuse_unsupported_modes(run.places)
+        run.scalardb_rewrites = plan_rewrites(site, run.places, resolve)
         return run
 
     def validate(self) -> None:
@@ -526,7 +552,25 @@ class RestoreRun:
         )
         return slot.fingerprint_problems
 
+    def scalardb_components(self) -> list[str]:
+        """The ScalarDB-managed components this restore brings back."""
+        return [n for n, c in self.site.components().items() if c.scalardb is not None]
+
+    def rewrite_scalardb_metadata(self) -> list[str]:
+        """Rename the restored namespaces in ScalarDB's restored metadata (after the
+        fingerprints, which compare the data as captured); one line per store."""
+        slots = {s.store.name: s for s in self.slots}
+        return [rewrite_metadata(plan, slots[plan.store]) for plan in self.scalardb_rewrites]
+
+    def check_scalardb(self, component: str) -> ScalarDbCheck:
+        """The restored transaction metadata of one ScalarDB-managed component."""
+        result = check_transactions(self.site, component, self.slots, self.resolve)
+        self.scalardb_checks.append(result)
+        return result
+
     def raise_if_mismatch(self) -> None:
+        """FingerprintMismatchError when data differs from the capture; else
+        ScalarDbTransactionError when a ScalarDB check failed."""
         problems = [p for s in self.slots for p in s.fingerprint_problems]
         if problems:
             raise FingerprintMismatchError(
@@ -534,3 +578,4 @@ class RestoreRun:
                 f"captured: {'; '.join(problems)}. Do not start ScalarDL on these databases; "
                 "check that nothing wrote to them during the restore and restore again."
             )
+        raise_if_unresolved(self.scalardb_checks, self.point.id)

@@ -26,6 +26,7 @@ from pydantic import (
 from pausepoint.catalog.config import LocalCatalogConfig
 from pausepoint.catalog.registry import CatalogConfig
 from pausepoint.errors import ConfigError
+from pausepoint.scalardb import ScalarDbSettings
 from pausepoint.stores import registry
 from pausepoint.stores.base import StoreConfigBase
 from pausepoint.validation import problem, where, yaml_type
@@ -112,6 +113,10 @@ class Component(BaseModel):
     targets: TargetSource
     # Each entry is the config model of its `kind:`, as the store registry declares it.
     stores: list[SerializeAsAny[StoreConfigBase]] = Field(min_length=1)
+    # Set when the component's data is managed by ScalarDB: preflight then checks that the
+    # stores capture every namespace, the coordinator and ScalarDB's metadata
+    # (pausepoint.scalardb), and a restore keeps ScalarDB's metadata matching its names.
+    scalardb: ScalarDbSettings | None = None
 
     @field_validator("stores", mode="wrap")
     @classmethod

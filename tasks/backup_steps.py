@@ -16,6 +16,7 @@ from pausepoint.catalog.manifest import RestorePoint
 from pausepoint.clock import measure
 from pausepoint.errors import CatalogError, ClockSkewError
 from pausepoint.progress import CaptureProgress
+from pausepoint.scalardb import check_coverage
 from tasks._step import step
 from tasks.prune_steps import sweep_abandoned_staging
 from tasks.reporting import ProgressArtifact
@@ -26,6 +27,16 @@ def check_store(run: BackupRun, slot: StoreSlot) -> dict:
     facts = slot.store.check()
     get_run_logger().info("store %s (%s) ready: %s", slot.store.name, slot.component, facts)
     return facts
+
+
+@step(name="check-scalardb-coverage")
+def check_scalardb(run: BackupRun) -> list[str]:
+    """ScalarDB-managed components: every namespace, the coordinator and each storage's
+    metadata captured by some store (ScalarDbCoverageError names what is not)."""
+    covered = check_coverage(run.site)
+    for line in covered:
+        get_run_logger().info("ScalarDB %s", line)
+    return covered
 
 
 @step(name="check-nodes", retries=2, retry_delay_seconds=2)

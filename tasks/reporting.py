@@ -19,6 +19,7 @@ from pausepoint.catalog import Catalog
 from pausepoint.catalog.manifest import RestorePoint
 from pausepoint.progress import CaptureProgress
 from pausepoint.report import restore_markdown, restore_point_markdown, restore_point_rows
+from pausepoint.scalardb_restore import ScalarDbCheck
 from tasks._step import step
 
 
@@ -85,9 +86,13 @@ class ProgressArtifact:
 
 
 @step(name="publish-restore-report")
-def publish_restore_report(point: RestorePoint, checks: list[tuple[str, bool, str]]) -> None:
+def publish_restore_report(
+    point: RestorePoint,
+    checks: list[tuple[str, bool, str]],
+    scalardb: list[ScalarDbCheck] | None = None,
+) -> None:
     create_markdown_artifact(
         key=artifact_key(point.site, "restore"),
-        markdown=restore_markdown(point, checks),
+        markdown=restore_markdown(point, checks, scalardb),
         description=f"restore of {point.id}",
     )

@@ -9,6 +9,7 @@ from prefect.logging import get_run_logger
 from pausepoint.admin.client import AdminClient
 from pausepoint.admin.site_client import discover_nodes
 from pausepoint.restore import RestoreRun, RestoreSlot
+from pausepoint.scalardb_restore import ScalarDbCheck
 from tasks._step import step
 
 
@@ -63,3 +64,19 @@ def verify_store(run: RestoreRun, slot: RestoreSlot) -> list[str]:
             len(slot.capture.fingerprint),
         )
     return problems
+
+
+@step(name="rewrite-scalardb-metadata")
+def rewrite_scalardb_metadata(run: RestoreRun) -> list[str]:
+    lines = run.rewrite_scalardb_metadata()
+    for line in lines:
+        get_run_logger().info("ScalarDB metadata rewritten: %s", line)
+    return lines
+
+
+@step(name="check-scalardb-transactions", retries=1, retry_delay_seconds=2)
+def check_scalardb(run: RestoreRun, component: str) -> ScalarDbCheck:
+    result = run.check_scalardb(component)
+    log = get_run_logger()
+    (log.info if result.passed else log.error)("ScalarDB %s: %s", component, result.summary())
+    return result

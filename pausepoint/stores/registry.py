@@ -12,7 +12,10 @@ An entry (``StoreKind``) declares what the rest of pausepoint asks of a kind:
 - ``details``: its typed ``CaptureDetails`` model (``StoreCapture.details`` is read into it);
 - ``locations(config, *, as_target, where, resolve)``: the physical places it reads or, as a
   restore target, writes (``pausepoint.locations``): the one answer to "does this restore write
-  over the site's own data?".
+  over the site's own data?";
+- ``scalardb`` (optional): how it holds ScalarDB namespaces and reads ScalarDB's tables
+  (``pausepoint.stores.scalardb_layout.ScalarDbHooks``); a kind without it cannot hold the
+  data of a ScalarDB-managed component.
 
 Nothing outside this module asks which kind a store is. Tests add a kind with ``registered``
 (or ``register``/``unregister``); the site model sees it at once.
@@ -34,6 +37,7 @@ from pausepoint.stores.base import CaptureDetails, Store, StoreConfigBase
 from pausepoint.stores.cosmos.config import CosmosCaptureDetails, CosmosConfig
 from pausepoint.stores.mysql_config import MysqlCaptureDetails, MysqlConfig
 from pausepoint.stores.postgres_config import PostgresCaptureDetails, PostgresConfig
+from pausepoint.stores.scalardb_layout import ScalarDbHooks, StoreNamespaces
 
 if TYPE_CHECKING:
     from pausepoint.locations import Location, Resolver
@@ -78,6 +82,7 @@ class StoreKind:
     locations: LocationsFn
     capabilities: Capabilities = field(default_factory=Capabilities)
     details: type[CaptureDetails] = CaptureDetails
+    scalardb: ScalarDbHooks | None = None
 
     def __post_init__(self) -> None:
         declared = self.config.model_fields["kind"].default
@@ -127,6 +132,46 @@ def _cosmos_locations(cfg: CosmosConfig, **kw: Any) -> frozenset[Location]:
     return locations(cfg, **kw)
 
 
+def _postgres_namespaces(
+    cfg: PostgresConfig, *, as_target: bool, resolve: Resolver | None = None
+) -> StoreNamespaces:
+    # ScalarDB on PostgreSQL: a namespace is a schema of the configured database. The store
+    # captures its listed schemas, or every user schema when none is listed. A restore target
+    # keeps schema names (another `database` or server moves all of them, renames none).
+    locs = _postgres_locations(cfg, as_target=as_target, resolve=resolve)
+    return StoreNamespaces(
+        store=cfg.name,
+        storage=frozenset(f"{x.server}/{x.database}" for x in locs),
+        captured=frozenset(cfg.schemas) or None,
+        setting="schemas",
+        unit=f"schema of database {cfg.database!r}",
+        location_of=lambda _ns: locs,
+    )
+
+
+def _mysql_namespaces(
+    cfg: MysqlConfig, *, as_target: bool, resolve: Resolver | None = None
+) -> StoreNamespaces:
+    from pausepoint.locations import server_locations
+
+    # ScalarDB on MySQL/MariaDB: a namespace is a database; the store captures exactly its
+    # `databases`, restored under their `database_map` names.
+    names = {d: cfg.database_map.get(d, d) if as_target else d for d in cfg.databases}
+    locs = {
+        d: server_locations(cfg, [n], as_target=as_target, resolve=resolve)
+        for d, n in names.items()
+    }
+    return StoreNamespaces(
+        store=cfg.name,
+        storage=frozenset(x.server for ls in locs.values() for x in ls),
+        captured=frozenset(cfg.databases),
+        setting="databases",
+        unit="database",
+        renamed={d: n for d, n in names.items() if n != d},
+        location_of=lambda ns: locs.get(ns, frozenset()),
+    )
+
+
 BUILTIN: tuple[StoreKind, ...] = (
     StoreKind(
         kind="postgres",
@@ -134,6 +179,9 @@ BUILTIN: tuple[StoreKind, ...] = (
         store="pausepoint.stores.postgres:PostgresStore",
         locations=_postgres_locations,
         details=PostgresCaptureDetails,
+        scalardb=ScalarDbHooks(
+            _postgres_namespaces, "pausepoint.stores.scalardb_sql:PostgresScalarDbSql"
+        ),
     ),
     StoreKind(
         kind="mysql",
@@ -141,6 +189,9 @@ BUILTIN: tuple[StoreKind, ...] = (
         store="pausepoint.stores.mysql.store:MysqlStore",
         locations=_mysql_locations,
         details=MysqlCaptureDetails,
+        scalardb=ScalarDbHooks(
+            _mysql_namespaces, "pausepoint.stores.scalardb_sql:MysqlScalarDbSql"
+        ),
     ),
     StoreKind(
         kind="cosmos",
@@ -263,3 +314,19 @@ def locations(
 ) -> frozenset[Location]:
     """Where a store's data lives (as a restore target: where the restore writes)."""
     return of(config).locations(config, as_target=as_target, where=where, resolve=resolve)
+
+
+def scalardb_namespaces(
+    config: StoreConfigBase, *, as_target: bool, resolve: Resolver | None = None
+) -> StoreNamespaces | None:
+    """How a store holds ScalarDB namespaces (None: its kind cannot say)."""
+    hooks = of(config).scalardb
+    if hooks is None:
+        return None
+    return hooks.namespaces(config, as_target=as_target, resolve=resolve)
+
+
+def scalardb_sql(store: Store) -> Any:
+    """The SQL access to ScalarDB's tables of an open store (None: its kind has none)."""
+    hooks = get(store.config.kind).scalardb
+    return None if hooks is None else hooks.sql_class()(store)
