@@ -2,6 +2,7 @@
 
     python -m bench.prefect_overhead    10 in-process + 5 worker backups, a few minutes on 2 cores
     python -m bench.prefect_overhead --runs 5 --modes inprocess
+    python -m bench.prefect_overhead --database sqlite    the server on SQLite, not PostgreSQL
 
 A small site is backed up through the real backup flow against a real `prefect server start`
 (harness/prefect_server.py), called in this process (inprocess) and run by a process worker from
@@ -40,6 +41,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--worker-runs", type=int, default=5, help="recorded backups by the worker")
     p.add_argument("--size", default="1MB", help="bulk table size of the ledger database")
     p.add_argument("--modes", default="inprocess,worker")
+    p.add_argument(
+        "--database",
+        default="postgres",
+        choices=["postgres", "sqlite"],
+        help="the Prefect server's database (production runs PostgreSQL)",
+    )
     p.add_argument("--out", default=str(ROOT / "bench" / "out" / "prefect_overhead"))
     return p.parse_args(argv)
 
@@ -216,7 +223,8 @@ def render(results: dict) -> str:
     meta = results["meta"]
     lines = [
         f"Command: `{meta['command']}`; commit {meta['commit']}; {meta['started']}; "
-        f"{meta['machine']}; Prefect {meta['prefect']}; {meta['kind']} {meta['versions']}; "
+        f"{meta['machine']}; Prefect {meta['prefect']} on "
+        f"{meta.get('prefect_database', 'sqlite')}; {meta['kind']} {meta['versions']}; "
         f"bulk {meta['size']}, {meta['writers']} bank writers; load average "
         f"{meta['loadavg_start']} -> {meta.get('loadavg_end', '?')}; "
         f"{meta.get('elapsed_s', 0):.0f} s in all",
@@ -254,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     from bench.env import MY_ENV, PG_ENV, Servers, parse_size, rows_for
     from bench.stall import Load, write_site
-    from harness.prefect_server import start_server
+    from harness.prefect_server import postgres_database, start_server
 
     commit = (
         os.environ.get("BENCH_COMMIT")
@@ -272,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             "kind": args.kind,
             "size": args.size,
             "writers": 2,
+            "prefect_database": args.database,
         },
         "runs": {},
         "summary": {},
@@ -291,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         env.create_bulk(kind, ledger_db)
         env.grow_bulk(kind, ledger_db, rows_for(parse_size(args.size)))
         env.settle(kind, ledger_db)
-        say("starting a Prefect server (harness/prefect_server.py)")
-        server = start_server(VAR / "prefect")
+        say(f"starting a Prefect server on {args.database} (harness/prefect_server.py)")
+        url = postgres_database(env.pg, "prefect_bench") if args.database == "postgres" else None
+        server = start_server(VAR / "prefect", database_url=url)
         # This process is a client of that server from here on (the in-process mode).
         os.environ.update(server.env())
         os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"

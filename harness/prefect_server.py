@@ -1,7 +1,9 @@
 """A real Prefect server and process worker on loopback, for the end-to-end tests and bench/.
 
-:func:`start_server` runs ``prefect server start`` (SQLite, a PREFECT_HOME of its own, host
-127.0.0.1, a free port, analytics off) and returns once ``/api/health`` answers.
+:func:`start_server` runs ``prefect server start`` (a PREFECT_HOME of its own, host 127.0.0.1,
+a free port, analytics off) on PostgreSQL when given a database (:func:`postgres_database`: the
+production shape; its URL, password included, goes in the server's environment only) or on
+SQLite in its PREFECT_HOME, and returns once ``/api/health`` answers.
 :meth:`PrefectServer.start_worker` runs ``prefect worker start --pool POOL`` against it, with
 ``PAUSEPOINT_HOME`` set to the checkout the deployments' pull step changes into.
 :meth:`PrefectServer.cli` runs any other ``prefect`` command against the server;
@@ -125,7 +127,8 @@ class PrefectWorker(_Process):
 
 @dataclass
 class PrefectServer(_Process):
-    """``prefect server start`` on ``HOST:port`` with its own PREFECT_HOME (SQLite in it)."""
+    """``prefect server start`` on ``HOST:port`` with its own PREFECT_HOME (and, unless it was
+    given a PostgreSQL database, its SQLite database in it)."""
 
     home: Path = field(default_factory=Path)
     port: int = 0
@@ -261,6 +264,19 @@ class PrefectServer(_Process):
         self.stop()
 
 
+def postgres_database(pg_server, name: str) -> str:
+    """A fresh database ``name`` on the test PostgreSQL ``pg_server`` (harness/servers.py) for a
+    Prefect server; returns its SQLAlchemy URL (asyncpg), which holds the password: give it to
+    :func:`start_server` (environment only), never to a command line or a log."""
+    with pg_server.connect() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return (
+        f"postgresql+asyncpg://{pg_server.user}:{pg_server.password}@{pg_server.host}:"
+        f"{pg_server.port}/{name}"
+    )
+
+
 def start_server(
     directory: Path,
     *,
@@ -268,9 +284,11 @@ def start_server(
     scheduler: bool = False,
     env: Mapping[str, str] | None = None,
     timeout: float = 180,
+    database_url: str | None = None,
 ) -> PrefectServer:
-    """Start ``prefect server start`` with PREFECT_HOME under ``directory`` (its SQLite database
-    and log there too) and return once ``/api/health`` answers.
+    """Start ``prefect server start`` with PREFECT_HOME under ``directory`` (its log there too)
+    on ``database_url`` (PostgreSQL: :func:`postgres_database`) or, without one, on SQLite in
+    PREFECT_HOME, and return once ``/api/health`` answers.
 
     The scheduler is off unless asked for: the tests trigger every run themselves, and a
     deployment's schedule must not start runs of its own against the test server."""
@@ -283,7 +301,9 @@ def start_server(
     server_env = _clean_env(
         {
             "PREFECT_HOME": str(home),
-            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+            "PREFECT_API_DATABASE_CONNECTION_URL": (
+                database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}"
+            ),
             "PREFECT_SERVER_API_HOST": HOST,
             "PREFECT_SERVER_API_PORT": str(server.port),
             "PREFECT_UI_API_URL": server.url,

@@ -1,7 +1,9 @@
 """Fixtures of the end-to-end tests against a real Prefect server (harness/prefect_server.py).
 
-The server starts once per session (SQLite, its own PREFECT_HOME, a free loopback port, the
-scheduler off: every run here is triggered by a test). The project's prefect.yaml is deployed to
+The server starts once per session on PostgreSQL (a database of its own on the session's test
+PostgreSQL, as production runs it; SQLite answered "database is locked" under load), with its
+own PREFECT_HOME, a free loopback port and the scheduler off: every run here is triggered by a
+test. The project's prefect.yaml is deployed to
 it as a person would (`prefect deploy --all --no-prompt`), and one process worker runs the flow
 runs from this checkout. Logs are files under pytest's tmp dir; a failing test prints their tails.
 Missing tools skip locally and fail in CI, like the database servers (tests/conftest.py).
@@ -23,6 +25,7 @@ from harness.prefect_server import (
     PrefectUnavailable,
     PrefectWorker,
     chromium_executable,
+    postgres_database,
     start_server,
 )
 from harness.servers import PASSWORD
@@ -56,9 +59,13 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _serve(tmp_path_factory, name: str, label: str) -> Iterator[PrefectServer]:
+_databases = itertools.count()
+
+
+def _serve(tmp_path_factory, pg_server, name: str, label: str) -> Iterator[PrefectServer]:
+    database = postgres_database(pg_server, f"prefect_{name.replace('-', '_')}_{next(_databases)}")
     try:
-        server = start_server(tmp_path_factory.mktemp(name))
+        server = start_server(tmp_path_factory.mktemp(name), database_url=database)
     except PrefectUnavailable as exc:
         _unavailable(str(exc))
     _LOGS.append((label, server))
@@ -69,15 +76,17 @@ def _serve(tmp_path_factory, name: str, label: str) -> Iterator[PrefectServer]:
 
 
 @pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory) -> Iterator[PrefectServer]:
-    """`prefect server start` for the whole session; its log is <tmp>/prefect-server*/server.log."""
-    yield from _serve(tmp_path_factory, "prefect-server", "prefect server")
+def prefect_server(tmp_path_factory, pg_server) -> Iterator[PrefectServer]:
+    """`prefect server start` on PostgreSQL for the whole session; its log is
+    <tmp>/prefect-server*/server.log."""
+    yield from _serve(tmp_path_factory, pg_server, "prefect-server", "prefect server")
 
 
 @pytest.fixture(scope="module")
-def own_server(tmp_path_factory) -> Iterator[PrefectServer]:
-    """A server of the test module's own, for tests that deploy to an empty server."""
-    yield from _serve(tmp_path_factory, "prefect-own", "prefect server (own)")
+def own_server(tmp_path_factory, pg_server) -> Iterator[PrefectServer]:
+    """A server of the test module's own (its own database), for tests that deploy to an empty
+    server."""
+    yield from _serve(tmp_path_factory, pg_server, "prefect-own", "prefect server (own)")
 
 
 def deployments_by_name(server: PrefectServer) -> dict[str, dict]:

@@ -18,7 +18,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from harness.prefect_server import REPO, PrefectServer, PrefectWorker, start_server
+from harness.prefect_server import (
+    REPO,
+    PrefectServer,
+    PrefectWorker,
+    postgres_database,
+    start_server,
+)
 from harness.servers import PASSWORD
 from harness.sites import MY_ENV, PG_ENV
 from pausepoint.pause_lock import lock_name
@@ -33,9 +39,11 @@ LOCK_TIMEOUT_S = 240  # far longer than freeing an orphaned slot takes (QUIET_S 
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[PrefectServer]:
+def server(tmp_path_factory, pg_server) -> Iterator[PrefectServer]:
     directory = tmp_path_factory.mktemp("prefect-restart")
-    server = start_server(directory)
+    # PostgreSQL, as production: the restart keeps the server's database (and loses what Prefect
+    # keeps only in memory: the concurrency slot leases).
+    server = start_server(directory, database_url=postgres_database(pg_server, "prefect_restart"))
     try:
         server.cli("work-pool", "create", POOL, "--type", "process")
         server.cli(

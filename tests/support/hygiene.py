@@ -106,4 +106,18 @@ class Baseline:
         lines = [f"process {pid} still running: {cmd}" for pid, cmd in sorted(procs.items())]
         lines += [f"admin node still serving: {n}" for n in live_nodes]
         lines += [f"temp file or directory left: {p}" for p in self.new_temp_entries()]
+        lines += [f"network namespace left (harness/netns.py): {n}" for n in our_namespaces()]
         return lines
+
+
+def our_namespaces() -> list[str]:
+    """Network namespaces this session's harness made (harness/netns.py names them pp<pid>-)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.split()[0] for line in out.splitlines() if line.startswith(f"pp{os.getpid()}-")]
