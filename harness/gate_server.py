@@ -538,7 +538,8 @@ class GateServer:
         """Abort the call with reason's status; raises (grpc's abort does)."""
         code = _CODES[reason]
         if self.release.legacy and reason is Reason.TIMED_OUT:
-            # new StatusRuntimeException(Status.FAILED_PRECONDITION): no description at all
+            # new StatusRuntimeException(Status.FAILED_PRECONDITION): no description. (Python's
+            # gRPC still sends an empty grpc-message, which Java reads as "" rather than null.)
             context.abort(code, "")
         if self.release.legacy or reason not in _GATE_REASONS:
             context.abort(code, message)

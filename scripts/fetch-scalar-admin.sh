@@ -36,6 +36,10 @@ else
     echo "fetch-scalar-admin: protobuf-java 3.25.x is not on the resolved class path; keep the pin in harness/admin_cli/pom.xml" >&2
     exit 1
   fi
+  if ls "$CACHE"/lib.tmp/googleapis-common-protos-*.jar >/dev/null 2>&1; then
+    echo "fetch-scalar-admin: the old googleapis-common-protos is on the class path; keep its exclusion in harness/admin_cli/pom.xml" >&2
+    exit 1
+  fi
   rm -rf "$CACHE/lib"
   mv "$CACHE/lib.tmp" "$CACHE/lib"
   echo "$pom_sha" >"$CACHE/lib/.stamp"
