@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 UV := $(CURDIR)/.cache/bin/uv
 VENV := $(CURDIR)/.venv
 
-.PHONY: help setup servers scalardl native test test-unit lint demo bench proto clean
+.PHONY: help setup servers scalardl scalar-admin native test test-unit lint demo bench proto clean
 
 help:
 	@echo "make demo   - back up and restore a local site on real PostgreSQL and MariaDB"
@@ -46,11 +46,15 @@ native: $(ROWSUM)
 scalardl:
 	bash scripts/fetch-scalardl.sh
 
+# scalar-admin 2.2.1 (the AdminCommand CLI, the server stubs) into .cache/scalar-admin.
+scalar-admin:
+	bash scripts/fetch-scalar-admin.sh
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup servers native scalardl
+test: setup servers native scalardl scalar-admin
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 

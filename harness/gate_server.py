@@ -1,21 +1,31 @@
 """A test-only scalar-admin node: a Gate with GateKeeper semantics behind a real gRPC server.
 
-Never shipped. It follows FACTS.md section 1 (and what ScalarDL 3.12's GateKeeper does):
+Never shipped. The gate behaves like ONE real ScalarDL Ledger release (FACTS.md sections 1 and 6),
+chosen with ``release`` (default ``LATEST``, 3.14.0):
 
-- ``Gate.enter()`` is what an application request does on arrival: while the gate is closed it
-  WAITS (the request is held, not rejected); ``exit()`` marks it done.
-- ``pause(wait_outstanding=True)`` closes the gate and waits for in-flight requests to finish.
-  If they do not in time, a gate this call closed is reopened (TIMED_OUT); a gate that an earlier
-  pause had closed stays closed (TIMED_OUT_STILL_PAUSED). Pauses are serialized: a waiting pause
-  waits for one in progress within its own time limit, then gives up with PAUSE_IN_PROGRESS
-  without touching the gate; a pause that does not wait gives up at once.
-- ``unpause()`` always opens, even in the middle of a drain (that pause then reports GATE_OPEN).
+- Every release: ``Gate.enter()`` is what an application request does on arrival: while the gate
+  is closed it WAITS (held, not rejected); ``exit()`` marks it done. ``unpause()`` always opens,
+  even in the middle of a drain. A pause without ``wait_outstanding`` closes and returns.
+- **3.14.0**: pauses are serialised: a waiting pause waits for one in progress within its own
+  time limit, then gives up with PAUSE_IN_PROGRESS without touching the gate (one that does not
+  wait gives up at once). A drain timeout reopens a gate this call closed (TIMED_OUT) and leaves
+  one an earlier pause closed as it is (TIMED_OUT_STILL_PAUSED); an unpause during the drain makes
+  the pause report GATE_OPEN. A non-positive ``max_pause_wait_time`` with ``wait_outstanding`` is
+  refused with INVALID_ARGUMENT. Failed pauses carry a ``google.rpc.ErrorInfo``
+  (domain ``com.scalar.dl.admin``, reason = the outcome).
+- **3.12.3 / 3.13.0**: no serialisation (a second pause on a closed gate just closes it again and
+  drains); ``max_pause_wait_time`` 0 (or unset) means the 30 s default, a negative one means no
+  wait at all; a drain that does not finish in time (or is cut short by an unpause) REOPENS the
+  gate whoever closed it and answers a bare FAILED_PRECONDITION (no description, no ErrorInfo);
+  an unpause during a drain that has nothing left in flight still reports success.
 
 ``GateServer`` serves one Gate as ``rpc.Admin`` on loopback with fault knobs that tests set while
 it runs: ``slow_drain_ms``, ``refuse_with``, ``drop_unpause_calls``, ``late_pause_ms`` (a Pause
-that fails for the caller and takes effect later), ``rich_errors``, ``stop()`` / ``start()``
-(crash / come back with state intact) and ``restart_unpaused()`` (a node that restarted: same
-port, gate open).
+that fails for the caller and takes effect later), ``stop()`` / ``start()`` (crash / come back
+with state intact) and ``restart_unpaused()`` (a node that restarted: same port, gate open). A
+knob can only make the node answer what its release could answer (``refuse_with`` a 3.14-only
+outcome on a 3.12.3 node is a ValueError); network-side failures (UNAVAILABLE, DEADLINE, OTHER)
+are plain statuses in every release.
 """
 
 from __future__ import annotations
@@ -42,6 +52,22 @@ DEFAULT_MAX_WAIT_MS = 30_000  # the server default when max_pause_wait_time is u
 ERROR_DOMAIN = "com.scalar.dl.admin"
 
 
+class Release(StrEnum):
+    """The ScalarDL Ledger release whose pause behaviour a Gate reproduces."""
+
+    V3_12_3 = "3.12.3"
+    V3_13_0 = "3.13.0"
+    V3_14_0 = "3.14.0"
+
+    @property
+    def legacy(self) -> bool:
+        """3.12.3 and 3.13.0: unserialised pauses, bare FAILED_PRECONDITION, 0 ms = default."""
+        return self is not Release.V3_14_0
+
+
+LATEST = Release.V3_14_0
+
+
 class PauseOutcome(StrEnum):
     PAUSED = "PAUSED"
     TIMED_OUT = "TIMED_OUT"
@@ -51,14 +77,16 @@ class PauseOutcome(StrEnum):
 
 
 class Gate:
-    """The front gate of one node. Thread-safe."""
+    """The front gate of one node, as ``release`` has it. Thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, release: Release | str = LATEST) -> None:
+        self.release = Release(release)
         self._cond = threading.Condition()
         self._open = True
         self._inflight = 0
         self._held = 0
-        self._pausing = False
+        self._pausing = False  # 3.14.0: a waiting pause holds the gate
+        self._draining = 0  # 3.12.3 / 3.13.0: waiting pauses in their drain
 
     # --- application side ---------------------------------------------------------------
 
@@ -98,12 +126,14 @@ class Gate:
         *,
         min_drain_ms: int = 0,
     ) -> PauseOutcome:
-        """Close the gate; see the module docstring for the outcomes.
+        """Close the gate; see the module docstring for the outcomes of each release.
 
-        ``min_drain_ms`` stands for a request that is in flight for that long after the gate
-        closes (the slow-drain fault). A non-positive ``max_wait_ms`` with ``wait_outstanding``
-        is a ValueError (the server answers INVALID_ARGUMENT).
+        ``min_drain_ms`` stands for a request that is in flight for that long after the pause
+        starts (the slow-drain fault). 3.14.0: a non-positive ``max_wait_ms`` with
+        ``wait_outstanding`` is a ValueError (the server answers INVALID_ARGUMENT).
         """
+        if self.release.legacy:
+            return self._pause_legacy(wait_outstanding, max_wait_ms, min_drain_ms)
         if wait_outstanding and max_wait_ms is not None and max_wait_ms <= 0:
             raise ValueError(f"max_pause_wait_time must be > 0 ms, got {max_wait_ms} ms")
         with self._cond:
@@ -142,6 +172,37 @@ class Gate:
                 self._pausing = False
                 self._cond.notify_all()
 
+    def _pause_legacy(
+        self, wait_outstanding: bool, max_wait_ms: int | None, min_drain_ms: int
+    ) -> PauseOutcome:
+        """3.12.3 / 3.13.0: close, drain, and on any failure reopen and report TIMED_OUT."""
+        with self._cond:
+            self._open = False
+            if not wait_outstanding:
+                return PauseOutcome.PAUSED
+            # The field reads 0 when unset: both mean the default. A negative value is a deadline
+            # that has passed already: the gate is checked once, without waiting.
+            wait_ms = max_wait_ms or DEFAULT_MAX_WAIT_MS
+            start = time.monotonic()
+            deadline, drain_until = start + wait_ms / 1000, start + min_drain_ms / 1000
+            self._draining += 1
+            try:
+                while True:
+                    now = time.monotonic()
+                    outstanding = self._inflight > 0 or now < drain_until
+                    if self._open or not outstanding or now >= deadline:
+                        break
+                    wake = deadline if self._inflight else min(deadline, drain_until)
+                    self._cond.wait(wake - now)
+                if self._inflight == 0 and time.monotonic() >= drain_until:
+                    return PauseOutcome.PAUSED  # even when an unpause opened the gate meanwhile
+                self._open = True  # whoever closed it
+                self._cond.notify_all()
+                return PauseOutcome.TIMED_OUT
+            finally:
+                self._draining -= 1
+                self._cond.notify_all()
+
     def unpause(self) -> None:
         with self._cond:
             self._open = True
@@ -171,8 +232,9 @@ class Gate:
 
     @property
     def pausing(self) -> bool:
+        """A waiting pause is in progress (draining, or holding the gate for its drain)."""
         with self._cond:
-            return self._pausing
+            return self._pausing or self._draining > 0
 
 
 # --- the gRPC server -------------------------------------------------------------------------
@@ -201,9 +263,13 @@ _CODES: dict[Reason, grpc.StatusCode] = {
     Reason.OTHER: grpc.StatusCode.INTERNAL,
 }
 
-# Outcomes a real server reports with ErrorInfo; the rest only ever come as a plain status.
+# Outcomes a 3.14.0 server reports with ErrorInfo; the rest only ever come as a plain status.
 _GATE_REASONS = frozenset(
     {Reason.PAUSE_IN_PROGRESS, Reason.GATE_OPEN, Reason.TIMED_OUT, Reason.TIMED_OUT_STILL_PAUSED}
+)
+# Outcomes only 3.14.0 has: 3.12.3 / 3.13.0 answer every failed drain with TIMED_OUT's status.
+_ERROR_INFO_ONLY = frozenset(
+    {Reason.PAUSE_IN_PROGRESS, Reason.GATE_OPEN, Reason.TIMED_OUT_STILL_PAUSED}
 )
 
 _MESSAGES: dict[Reason, str] = {
@@ -248,7 +314,12 @@ class _Servicer(scalar_admin_pb2_grpc.AdminServicer):
             # network or a proxy that gave up on the call but had already passed it on).
             node._pause_later(late_ms, request.wait_outstanding, max_ms)
             node._fail(context, node.late_pause_error, _MESSAGES[node.late_pause_error])
-        if request.wait_outstanding and max_ms is not None and max_ms <= 0:
+        if (
+            not node.release.legacy
+            and request.wait_outstanding
+            and max_ms is not None
+            and max_ms <= 0
+        ):
             # Like the real server: a plain status, no ErrorInfo (no pause was attempted).
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -290,7 +361,10 @@ class GateServer:
       late_pause_ms       answer every Pause at once with ``late_pause_error`` (default DEADLINE,
                           a plain status), and apply that Pause to the gate this many ms later;
                           each late outcome is appended to ``late_pauses``
-      rich_errors         False: plain status without ErrorInfo, like servers before 3.12's fix
+
+    ``release`` (or the given gate's) decides how the gate behaves and how a failed pause is
+    answered (module docstring); ``refuse_with`` and ``late_pause_error`` refuse an outcome that
+    release never sends.
     """
 
     def __init__(
@@ -300,21 +374,22 @@ class GateServer:
         host: str = "127.0.0.1",
         tls: ServerTls | None = None,
         *,
-        rich_errors: bool = True,
+        release: Release | str | None = None,
         max_workers: int = 8,
         autostart: bool = True,
     ) -> None:
-        self.gate = gate if gate is not None else Gate()
+        if gate is not None and release is not None and Release(release) is not gate.release:
+            raise ValueError(f"release {release} given for a gate of release {gate.release}")
+        self.gate = gate if gate is not None else Gate(release if release is not None else LATEST)
         self.host = host
         self.port = port
         self.tls = tls
-        self.rich_errors = rich_errors
         self.slow_drain_ms = 0
         self.slow_check_ms = 0
-        self.refuse_with: Reason | None = None
+        self._refuse_with: Reason | None = None
         self.drop_unpause_calls = 0
         self.late_pause_ms: int | None = None
-        self.late_pause_error: Reason = Reason.DEADLINE
+        self._late_pause_error: Reason = Reason.DEADLINE
         self.late_pauses: list[PauseOutcome] = []
         self._late_timers: list[threading.Timer] = []
         self.restarts = 0
@@ -326,6 +401,34 @@ class GateServer:
         self._executor: ThreadPoolExecutor | None = None
         if autostart:
             self.start()
+
+    @property
+    def release(self) -> Release:
+        return self.gate.release
+
+    @property
+    def refuse_with(self) -> Reason | None:
+        return self._refuse_with
+
+    @refuse_with.setter
+    def refuse_with(self, reason: Reason | None) -> None:
+        self._refuse_with = None if reason is None else self._answerable(reason)
+
+    @property
+    def late_pause_error(self) -> Reason:
+        return self._late_pause_error
+
+    @late_pause_error.setter
+    def late_pause_error(self, reason: Reason) -> None:
+        self._late_pause_error = self._answerable(reason)
+
+    def _answerable(self, reason: Reason) -> Reason:
+        reason = Reason(reason)
+        if self.release.legacy and reason in _ERROR_INFO_ONLY:
+            raise ValueError(
+                f"a {self.release} node never answers {reason} (that outcome came with 3.14.0)"
+            )
+        return reason
 
     @property
     def target(self) -> Target:
@@ -434,7 +537,11 @@ class GateServer:
     def _fail(self, context: grpc.ServicerContext, reason: Reason, message: str) -> None:
         """Abort the call with reason's status; raises (grpc's abort does)."""
         code = _CODES[reason]
-        if not self.rich_errors or reason not in _GATE_REASONS:
+        if self.release.legacy and reason is Reason.TIMED_OUT:
+            # new StatusRuntimeException(Status.FAILED_PRECONDITION): no description. (Python's
+            # gRPC still sends an empty grpc-message, which Java reads as "" rather than null.)
+            context.abort(code, "")
+        if self.release.legacy or reason not in _GATE_REASONS:
             context.abort(code, message)
         detail = any_pb2.Any()
         detail.Pack(error_details_pb2.ErrorInfo(reason=reason.value, domain=ERROR_DOMAIN))
@@ -462,13 +569,13 @@ class GateCluster(NamedTuple):
 
 
 def start_gate_cluster(
-    n: int, *, rich_errors: bool = True, tls: ServerTls | None = None
+    n: int, *, release: Release | str = LATEST, tls: ServerTls | None = None
 ) -> GateCluster:
-    """Start n independent nodes on free loopback ports (each has its own Gate)."""
+    """Start n independent nodes of one release on free loopback ports (each has its own Gate)."""
     servers: list[GateServer] = []
     try:
         for _ in range(n):
-            servers.append(GateServer(tls=tls, rich_errors=rich_errors))
+            servers.append(GateServer(tls=tls, release=release))
     except BaseException:
         for server in servers:
             server.close()

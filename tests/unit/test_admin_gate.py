@@ -1,4 +1,8 @@
-"""The test-only Gate and GateServer behave like a ScalarDL node (FACTS.md section 1)."""
+"""The test-only Gate and GateServer behave like a ScalarDL 3.14.0 node (FACTS.md section 1).
+
+The tests of 3.14.0-only behaviour name the release; 3.12.3 / 3.13.0 are in
+test_admin_gate_releases.py.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from harness.gate_server import Gate, GateServer, PauseCall, PauseOutcome, start_gate_cluster
+from harness.gate_server import (
+    Gate,
+    GateServer,
+    PauseCall,
+    PauseOutcome,
+    Release,
+    start_gate_cluster,
+)
 from pausepoint.admin.grpc_client import GrpcAdminClient
 from tests.support.background import Background, wait_until
 
@@ -54,7 +65,7 @@ def test_gate_drain_timeout_on_open_gate_reopens_and_reports_timed_out() -> None
 
 
 def test_gate_drain_timeout_under_earlier_pause_stays_closed_and_reports_still_paused() -> None:
-    gate = Gate()
+    gate = Gate(Release.V3_14_0)
     gate.enter()
     assert gate.pause(wait_outstanding=False) is PauseOutcome.PAUSED
     outcome = gate.pause(wait_outstanding=True, max_wait_ms=50)
@@ -70,7 +81,7 @@ def test_gate_min_drain_ms_longer_than_wait_reports_timed_out() -> None:
 
 
 def test_gate_pause_without_wait_during_pause_in_progress_reports_pause_in_progress() -> None:
-    gate = Gate()
+    gate = Gate(Release.V3_14_0)
     first = Background(lambda: gate.pause(True, 5000, min_drain_ms=5000))
     wait_until(lambda: gate.pausing)
     assert gate.pause(wait_outstanding=False) is PauseOutcome.PAUSE_IN_PROGRESS
@@ -79,7 +90,7 @@ def test_gate_pause_without_wait_during_pause_in_progress_reports_pause_in_progr
 
 
 def test_gate_waiting_pause_behind_pause_in_progress_gives_up_at_its_own_limit() -> None:
-    gate = Gate()
+    gate = Gate(Release.V3_14_0)
     first = Background(lambda: gate.pause(True, 5000, min_drain_ms=5000))
     wait_until(lambda: gate.pausing)
     assert gate.pause(True, max_wait_ms=50) is PauseOutcome.PAUSE_IN_PROGRESS
@@ -88,7 +99,7 @@ def test_gate_waiting_pause_behind_pause_in_progress_gives_up_at_its_own_limit()
 
 
 def test_gate_waiting_pause_behind_pause_in_progress_pauses_once_it_finishes() -> None:
-    gate = Gate()
+    gate = Gate(Release.V3_14_0)
     first = Background(lambda: gate.pause(True, 5000, min_drain_ms=100))
     wait_until(lambda: gate.pausing)
     assert gate.pause(True, max_wait_ms=5000) is PauseOutcome.PAUSED
@@ -96,7 +107,7 @@ def test_gate_waiting_pause_behind_pause_in_progress_pauses_once_it_finishes() -
 
 
 def test_gate_unpause_during_drain_opens_and_pause_reports_gate_open() -> None:
-    gate = Gate()
+    gate = Gate(Release.V3_14_0)
     gate.enter()
     pause = Background(lambda: gate.pause(wait_outstanding=True, max_wait_ms=5000))
     wait_until(lambda: gate.pausing)
@@ -107,7 +118,7 @@ def test_gate_unpause_during_drain_opens_and_pause_reports_gate_open() -> None:
 
 def test_gate_non_positive_wait_with_wait_outstanding_raises_value_error() -> None:
     with pytest.raises(ValueError, match="must be > 0 ms, got 0 ms"):
-        Gate().pause(wait_outstanding=True, max_wait_ms=0)
+        Gate(Release.V3_14_0).pause(wait_outstanding=True, max_wait_ms=0)
 
 
 def test_gate_reset_opens_and_forgets_inflight() -> None:

@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from harness.gate_server import GateServer
+from harness.gate_server import GateServer, Release
 from pausepoint.admin.client import AdminCallError, Reason
 from pausepoint.admin.grpc_client import GrpcAdminClient, to_admin_error
 from pausepoint.errors import ConfigError, InternalError
@@ -137,7 +137,10 @@ def test_client_non_positive_timeout_is_an_internal_error(
         client.unpause(node.target, timeout_s=0)
 
 
-# --- every failure reason, with rich (ErrorInfo) and plain status ----------------------------
+# --- every failure reason, as each Ledger release answers it ----------------------------------
+# 3.14.0 sends ErrorInfo; 3.12.3 and 3.13.0 a bare status (harness/gate_server.py, FACTS.md s6).
+
+RELEASES = [Release.V3_14_0, Release.V3_13_0, Release.V3_12_3]
 
 
 def _expect(call, reason: Reason, code: str) -> AdminCallError:
@@ -150,91 +153,135 @@ def _expect(call, reason: Reason, code: str) -> AdminCallError:
     return err
 
 
-@pytest.mark.parametrize("rich", [True, False], ids=["rich", "plain"])
+@pytest.fixture(params=RELEASES, ids=str)
+def release_node(request: pytest.FixtureRequest) -> Iterator[GateServer]:
+    with GateServer(release=request.param) as server:
+        yield server
+
+
 def test_client_drain_timeout_raises_timed_out_and_gate_is_open(
-    client: GrpcAdminClient, node: GateServer, rich: bool
+    client: GrpcAdminClient, release_node: GateServer
 ) -> None:
-    node.rich_errors = rich
+    node = release_node
     node.slow_drain_ms = 1000
     err = _expect(lambda: _pause(client, node.target, 50), Reason.TIMED_OUT, "FAILED_PRECONDITION")
     assert "reopened" in err.detail and "pause.drain_timeout_ms" in err.detail
     assert err.method == "Pause" and err.target == node.target
     assert client.check_paused(node.target, timeout_s=5) is False
+    if node.release.legacy:  # new StatusRuntimeException(Status.FAILED_PRECONDITION)
+        assert err.detail.startswith("no description; ")
 
 
-@pytest.mark.parametrize(
-    ("rich", "reason"),
-    [(True, Reason.TIMED_OUT_STILL_PAUSED), (False, Reason.TIMED_OUT)],
-    ids=["rich", "plain-reads-as-timed-out"],
-)
-def test_client_drain_timeout_under_earlier_pause_reason_depends_on_rich_status(
-    client: GrpcAdminClient, node: GateServer, rich: bool, reason: Reason
+def test_client_drain_timeout_under_earlier_pause_3_14_is_still_paused_and_gate_stays_closed(
+    client: GrpcAdminClient,
 ) -> None:
-    node.rich_errors = rich
-    _pause(client, node.target, wait_outstanding=False)
-    node.slow_drain_ms = 1000
-    err = _expect(lambda: _pause(client, node.target, 50), reason, "FAILED_PRECONDITION")
-    assert "stays closed by an earlier pause" in err.detail
-    assert client.check_paused(node.target, timeout_s=5) is True
-    assert not err.retryable
+    with GateServer(release=Release.V3_14_0) as node:
+        _pause(client, node.target, wait_outstanding=False)
+        node.slow_drain_ms = 1000
+        err = _expect(
+            lambda: _pause(client, node.target, 50),
+            Reason.TIMED_OUT_STILL_PAUSED,
+            "FAILED_PRECONDITION",
+        )
+        assert "stays closed by an earlier pause" in err.detail
+        assert client.check_paused(node.target, timeout_s=5) is True
+        assert not err.retryable
 
 
-@pytest.mark.parametrize("rich", [True, False], ids=["rich", "plain"])
-def test_client_pause_while_pause_in_progress_raises_pause_in_progress(
-    client: GrpcAdminClient, node: GateServer, rich: bool
+@pytest.mark.parametrize("release", [Release.V3_13_0, Release.V3_12_3], ids=str)
+def test_client_drain_timeout_under_earlier_pause_legacy_reopens_and_reads_timed_out(
+    client: GrpcAdminClient, release: Release
 ) -> None:
-    node.rich_errors = rich
-    node.slow_drain_ms = 5000
-    first = Background(lambda: _pause(client, node.target, 10_000, timeout_s=10))
-    wait_until(lambda: node.gate.pausing)
-    err = _expect(
-        lambda: _pause(client, node.target, wait_outstanding=False),
-        Reason.PAUSE_IN_PROGRESS,
-        "ABORTED",
-    )
-    assert err.retryable
-    client.unpause(node.target, timeout_s=5)
-    assert first.error().reason is Reason.GATE_OPEN  # type: ignore[attr-defined]
+    # Before 3.14.0 the server reopens the gate whoever closed it: TIMED_OUT is the truth.
+    with GateServer(release=release) as node:
+        _pause(client, node.target, wait_outstanding=False)
+        node.slow_drain_ms = 1000
+        _expect(lambda: _pause(client, node.target, 50), Reason.TIMED_OUT, "FAILED_PRECONDITION")
+        assert client.check_paused(node.target, timeout_s=5) is False
 
 
-@pytest.mark.parametrize("rich", [True, False], ids=["rich", "plain"])
-def test_client_unpause_during_drain_pause_raises_gate_open(
-    client: GrpcAdminClient, node: GateServer, rich: bool
+def test_client_pause_while_pause_in_progress_3_14_raises_pause_in_progress(
+    client: GrpcAdminClient,
 ) -> None:
-    node.rich_errors = rich
+    with GateServer(release=Release.V3_14_0) as node:
+        node.slow_drain_ms = 5000
+        first = Background(lambda: _pause(client, node.target, 10_000, timeout_s=10))
+        wait_until(lambda: node.gate.pausing)
+        err = _expect(
+            lambda: _pause(client, node.target, wait_outstanding=False),
+            Reason.PAUSE_IN_PROGRESS,
+            "ABORTED",
+        )
+        assert err.retryable
+        client.unpause(node.target, timeout_s=5)
+        assert first.error().reason is Reason.GATE_OPEN  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("release", [Release.V3_13_0, Release.V3_12_3], ids=str)
+def test_client_second_pause_during_drain_legacy_succeeds_and_unpause_fails_the_first(
+    client: GrpcAdminClient, release: Release
+) -> None:
+    with GateServer(release=release) as node:
+        node.slow_drain_ms = 5000
+        first = Background(lambda: _pause(client, node.target, 10_000, timeout_s=10))
+        wait_until(lambda: node.gate.pausing)
+        _pause(client, node.target, wait_outstanding=False)  # not serialised: it just succeeds
+        assert client.check_paused(node.target, timeout_s=5) is True
+        client.unpause(node.target, timeout_s=5)  # never blocked by the drain
+        err = first.error()
+        assert isinstance(err, AdminCallError)
+        assert (err.reason, err.code) == (Reason.TIMED_OUT, "FAILED_PRECONDITION")
+        assert client.check_paused(node.target, timeout_s=5) is False
+
+
+def test_client_unpause_during_drain_pause_raises_gate_open_or_timed_out(
+    client: GrpcAdminClient, release_node: GateServer
+) -> None:
+    node = release_node
     node.slow_drain_ms = 5000
     pause = Background(lambda: _pause(client, node.target, 10_000, timeout_s=10))
     wait_until(lambda: node.gate.pausing)
     client.unpause(node.target, timeout_s=5)  # never blocked by the drain
     err = pause.error()
     assert isinstance(err, AdminCallError)
-    assert (err.reason, err.code) == (Reason.GATE_OPEN, "ABORTED")
-    assert client.check_paused(node.target, timeout_s=5) is False
-
-
-@pytest.mark.parametrize("rich", [True, False], ids=["rich", "plain"])
-def test_client_non_positive_max_wait_raises_invalid_argument(
-    client: GrpcAdminClient, node: GateServer, rich: bool
-) -> None:
-    node.rich_errors = rich
-    err = _expect(
-        lambda: _pause(client, node.target, 0), Reason.INVALID_ARGUMENT, "INVALID_ARGUMENT"
+    expected = (
+        (Reason.TIMED_OUT, "FAILED_PRECONDITION")
+        if node.release.legacy
+        else (Reason.GATE_OPEN, "ABORTED")
     )
-    assert "max_pause_wait_time must be greater than 0 ms, but was 0 ms" in err.detail
+    assert (err.reason, err.code) == expected
     assert client.check_paused(node.target, timeout_s=5) is False
+
+
+def test_client_non_positive_max_wait_3_14_raises_invalid_argument(
+    client: GrpcAdminClient,
+) -> None:
+    with GateServer(release=Release.V3_14_0) as node:
+        err = _expect(
+            lambda: _pause(client, node.target, 0), Reason.INVALID_ARGUMENT, "INVALID_ARGUMENT"
+        )
+        assert "max_pause_wait_time must be greater than 0 ms, but was 0 ms" in err.detail
+        assert client.check_paused(node.target, timeout_s=5) is False
+
+
+@pytest.mark.parametrize("release", [Release.V3_13_0, Release.V3_12_3], ids=str)
+def test_client_zero_max_wait_legacy_means_the_default_wait(
+    client: GrpcAdminClient, release: Release
+) -> None:
+    with GateServer(release=release) as node:
+        node.slow_drain_ms = 300  # drains within the 30 s default, not within "0 ms"
+        _pause(client, node.target, 0)
+        assert client.check_paused(node.target, timeout_s=5) is True
+        assert node.pause_calls[-1].max_pause_wait_ms == 0
 
 
 _REFUSALS = [
-    # (refuse_with, code, reason read from a rich status, reason read from a plain one)
-    (Reason.PAUSE_IN_PROGRESS, "ABORTED", Reason.PAUSE_IN_PROGRESS, Reason.PAUSE_IN_PROGRESS),
-    (Reason.GATE_OPEN, "ABORTED", Reason.GATE_OPEN, Reason.GATE_OPEN),
+    # (refuse_with, code, reason read from a 3.14.0 answer, from a 3.12.3/3.13.0 answer or None
+    # when those releases never send it)
+    (Reason.PAUSE_IN_PROGRESS, "ABORTED", Reason.PAUSE_IN_PROGRESS, None),
+    (Reason.GATE_OPEN, "ABORTED", Reason.GATE_OPEN, None),
     (Reason.TIMED_OUT, "FAILED_PRECONDITION", Reason.TIMED_OUT, Reason.TIMED_OUT),
-    (
-        Reason.TIMED_OUT_STILL_PAUSED,
-        "FAILED_PRECONDITION",
-        Reason.TIMED_OUT_STILL_PAUSED,
-        Reason.TIMED_OUT,
-    ),
+    (Reason.TIMED_OUT_STILL_PAUSED, "FAILED_PRECONDITION", Reason.TIMED_OUT_STILL_PAUSED, None),
     (Reason.UNAVAILABLE, "UNAVAILABLE", Reason.UNAVAILABLE, Reason.UNAVAILABLE),
     (Reason.DEADLINE, "DEADLINE_EXCEEDED", Reason.DEADLINE, Reason.DEADLINE),
     (Reason.INVALID_ARGUMENT, "INVALID_ARGUMENT", Reason.INVALID_ARGUMENT, Reason.INVALID_ARGUMENT),
@@ -242,20 +289,23 @@ _REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize(("refuse", "code", "rich_reason", "plain_reason"), _REFUSALS)
-@pytest.mark.parametrize("rich", [True, False], ids=["rich", "plain"])
+@pytest.mark.parametrize(("refuse", "code", "new_reason", "legacy_reason"), _REFUSALS)
 def test_client_refused_pause_maps_every_reason(
     client: GrpcAdminClient,
-    node: GateServer,
-    rich: bool,
+    release_node: GateServer,
     refuse: Reason,
     code: str,
-    rich_reason: Reason,
-    plain_reason: Reason,
+    new_reason: Reason,
+    legacy_reason: Reason | None,
 ) -> None:
-    node.rich_errors = rich
+    node = release_node
+    expected = legacy_reason if node.release.legacy else new_reason
+    if expected is None:
+        with pytest.raises(ValueError, match="never answers"):
+            node.refuse_with = refuse
+        return
     node.refuse_with = refuse
-    _expect(lambda: _pause(client, node.target), rich_reason if rich else plain_reason, code)
+    _expect(lambda: _pause(client, node.target), expected, code)
     assert node.gate.check_paused() is False  # a refusal does not touch the gate
     assert node.calls["Pause"] == 1
 
@@ -398,6 +448,11 @@ T0 = Target(host="127.0.0.1", port=50053)
         (grpc.StatusCode.ABORTED, "x", [("grpc-status-details-bin", b"\xff\xff")], Reason.OTHER),
         # plain ABORTED without a recognisable description
         (grpc.StatusCode.ABORTED, "transaction conflict", (), Reason.OTHER),
+        # plain ABORTED that says what happened (no Ledger release sends it; kept for others)
+        (grpc.StatusCode.ABORTED, "another pause is in progress", (), Reason.PAUSE_IN_PROGRESS),
+        (grpc.StatusCode.ABORTED, "reopened by a concurrent unpause", (), Reason.GATE_OPEN),
+        # 3.12.3 / 3.13.0 on a drain timeout: no description, no detail
+        (grpc.StatusCode.FAILED_PRECONDITION, "", (), Reason.TIMED_OUT),
         (grpc.StatusCode.UNIMPLEMENTED, "unknown service rpc.Admin", (), Reason.OTHER),
         (grpc.StatusCode.UNAUTHENTICATED, "no", (), Reason.OTHER),
     ],
@@ -408,6 +463,9 @@ T0 = Target(host="127.0.0.1", port=50053)
         "code-mismatch",
         "garbage-trailer",
         "plain-aborted-other",
+        "plain-aborted-in-progress",
+        "plain-aborted-gate-open",
+        "bare-failed-precondition",
         "unimplemented",
         "unauthenticated",
     ],
