@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 UV := $(CURDIR)/.cache/bin/uv
 VENV := $(CURDIR)/.venv
 
-.PHONY: help setup servers scalardl native test test-unit lint demo bench proto clean
+.PHONY: help setup servers scalardl scalardb-node native test test-unit lint demo bench proto clean
 
 help:
 	@echo "make demo   - back up and restore a local site on real PostgreSQL and MariaDB"
@@ -46,18 +46,22 @@ native: $(ROWSUM)
 scalardl:
 	bash scripts/fetch-scalardl.sh
 
+# The ScalarDB-backed node (harness/scalardb_node) built into .cache/scalardb-node.
+scalardb-node:
+	bash scripts/fetch-scalardb-node.sh
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup servers native scalardl
+test: setup servers native scalardl scalardb-node
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit tests/contract -m "not integration and not e2e"
 
-demo: setup servers native
+demo: setup servers native scalardb-node
 	$(VENV)/bin/python -m demo.run
 
 bench: setup servers native
