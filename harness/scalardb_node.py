@@ -544,3 +544,42 @@ def start_cluster(
     cluster = Cluster(dbs, nodes, workdir)
     cluster.start()
     return cluster
+
+
+# --- copies (the negative control and restore checks) -----------------------------------------
+
+
+def copy_mysql(my: Any, dbs: ComponentDbs, copy: ComponentDbs, workdir: Path) -> float:
+    """Copy the component's MariaDB databases (namespace and metadata) with
+    ``mariadb-dump --single-transaction`` into ``copy``'s names (fresh databases) and point the
+    copied metadata at the copied namespace. Returns when the namespace dump STARTED (time.time():
+    its snapshot is taken right then)."""
+    from harness.kinds import MysqlKind
+
+    kind = MysqlKind(my)
+    taken = time.time()
+    pairs = ((dbs.mysql_namespace, copy.mysql_namespace), (dbs.mysql_metadata, copy.mysql_metadata))
+    for src, dst in pairs:
+        dump = kind.raw_dump(src, workdir / f"copy-{dst}")
+        kind.drop_db(dst)
+        kind.create_db(dst)
+        kind.raw_restore(dump, dst)
+        dump.unlink()
+    rewrite_mysql_metadata(Login.of(my), copy, dbs)
+    return taken
+
+
+def copy_postgres(pg: Any, dbs: ComponentDbs, copy: ComponentDbs, workdir: Path) -> float:
+    """Copy the component's PostgreSQL database with ``pg_dump`` into ``copy.pg_database``
+    (fresh; same schema names, so ScalarDB's metadata needs no change). Returns when the dump
+    started (time.time())."""
+    from harness.kinds import PostgresKind
+
+    kind = PostgresKind(pg)
+    taken = time.time()
+    dump = kind.raw_dump(dbs.pg_database, workdir / f"copy-{copy.pg_database}")
+    kind.drop_db(copy.pg_database)
+    kind.create_db(copy.pg_database)
+    kind.raw_restore(dump, copy.pg_database)
+    shutil.rmtree(dump, ignore_errors=True)
+    return taken

@@ -226,6 +226,20 @@ final class Bank implements AutoCloseable {
       DistributedTransaction tx, String account, int age, long balance, long delta, String prev,
       String rid) throws TransactionException, Rejected {
     String ns = namespaceOf(account);
+    // Read the row first: a record left PREPARED by an aborted or crashed transaction is then
+    // resolved by ScalarDB's lazy recovery (a blind insert would fail on it forever).
+    Optional<Result> there =
+        tx.get(
+            Get.newBuilder()
+                .namespace(ns)
+                .table(ASSET)
+                .partitionKey(Key.ofText("id", account))
+                .clusteringKey(Key.ofInt("age", age))
+                .build());
+    if (there.isPresent()) {
+      throw new CrudConflictException(
+          "asset " + account + " age " + age + " exists: the metadata read was stale", tx.getId());
+    }
     String h = hash(prev, account, age, balance, delta, rid);
     tx.insert(
         Insert.newBuilder()

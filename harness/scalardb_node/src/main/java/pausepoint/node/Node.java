@@ -39,7 +39,8 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>The request port speaks one JSON object per line each way. Requests: {@code {"op":"ping"}}
  * (not gated), {@code {"op":"create","rid","account","amount"}}, {@code {"op":"transfer","rid",
- * "src","dst","amount"}}, {@code {"op":"read","account"}}; create and transfer may carry
+ * "src","dst","amount"}}, {@code {"op":"read","account"}}, {@code {"op":"hold","ms"}} (a request
+ * that stays in flight for ms: the slow-drain fault of the pause tests); create and transfer may carry
  * {@code "proof"} (an auditor stores the ledger's result it was given). Answers: {@code
  * {"ok":true,...}} or {@code {"ok":false,"error":"rejected|unknown|internal","message":...}}.
  * Every request but ping passes the gate: held while the node is paused.
@@ -200,6 +201,7 @@ public final class Node {
                 proof,
                 name);
             case "read" -> bank.read(str(req, "account"));
+            case "hold" -> hold(req.get("ms").getAsLong());
             default -> throw new Bank.Rejected("unknown op '" + op + "'");
           };
       out.addProperty("ok", true);
@@ -216,6 +218,12 @@ public final class Node {
     } finally {
       gate.exit();
     }
+  }
+
+  /** The slow-request fault: a request that stays in flight for {@code ms} (drain tests). */
+  private static JsonObject hold(long ms) throws InterruptedException {
+    Thread.sleep(ms);
+    return new JsonObject();
   }
 
   private static String str(JsonObject req, String key) throws Bank.Rejected {
