@@ -196,7 +196,9 @@ def check(
     ledger = dumps.get("ledger", {}).get("requests", {})
     auditor = dumps.get("auditor", {}).get("requests", {})
     same = ("kind", "src", "dst", "amount")
-    before = [e for e in entries if e.outcome == "acked" and e.acked is not None and e.acked < start]
+    before = [
+        e for e in entries if e.outcome == "acked" and e.acked is not None and e.acked < start
+    ]
     for e in before:
         for comp, reqs in (("ledger", ledger), ("auditor", auditor)):
             if comp in dumps and e.rid not in reqs:

@@ -397,9 +397,7 @@ class NodeConnection:
         self.close()
 
 
-def node_process(
-    dbs: ComponentDbs, name: str, workdir: Path, release: str = "3.14"
-) -> NodeProcess:
+def node_process(dbs: ComponentDbs, name: str, workdir: Path, release: str = "3.14") -> NodeProcess:
     """A node of ``dbs``'s component with its own 0600 config (not started yet)."""
     if release not in RELEASES:
         raise ValueError(f"release must be one of {RELEASES}, got {release!r}")

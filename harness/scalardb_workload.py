@@ -16,6 +16,7 @@ import random
 import statistics
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,7 +66,10 @@ def _execute(ledger: NodeConnection, auditor: NodeConnection, entry: Entry) -> N
         body |= {"src": entry.src, "dst": entry.dst}
     answer = ledger.call(body)
     if not answer.get("ok"):
-        entry.outcome, entry.error = "ledger_failed", f"{answer.get('error')}: {answer.get('message')}"
+        entry.outcome, entry.error = (
+            "ledger_failed",
+            f"{answer.get('error')}: {answer.get('message')}",
+        )
         return
     entry.ledger_acked = time.time()
     answer = auditor.call({**body, "proof": answer["hashes"]})
@@ -115,6 +119,9 @@ class Workload:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        # request ids are unique across workloads on the same databases (a node answers a
+        # request id it already holds as a duplicate, without executing it again)
+        self.tag = uuid.uuid4().hex[:8]
         if self.clients < 1:
             raise ValueError("a workload needs at least one client")
         self._mine = [n for n in self.names if n.startswith("my-")]
@@ -142,7 +149,14 @@ class Workload:
                 seq += 1
                 a, b = rnd.choice(self._mine), rnd.choice(self._theirs)
                 src, dst = (a, b) if rnd.random() < 0.5 else (b, a)
-                e = Entry(f"c{n}-{seq}", "transfer", src, dst, rnd.randint(1, self.max_amount), 0)
+                e = Entry(
+                    f"{self.tag}-c{n}-{seq}",
+                    "transfer",
+                    src,
+                    dst,
+                    rnd.randint(1, self.max_amount),
+                    0,
+                )
                 with self._lock:
                     self.log.append(e)
                 e.sent = time.time()
@@ -235,7 +249,9 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 def stall(entries: Iterable[Entry], start: float, end: float) -> Stall:
     """p50/p95/max latency (send to acknowledgement) of acknowledged requests sent in
-    [start, end] (Unix seconds): what the clients saw of the pause."""
+    [start, end] (Unix seconds): what the clients saw of the pause. Take ``start`` when the
+    first Pause is sent (a request arriving while the nodes drain already waits at a closed
+    gate) and ``end`` when the last Unpause is confirmed, as pausepoint's own write stall."""
     lat = sorted(
         e.latency_ms
         for e in entries

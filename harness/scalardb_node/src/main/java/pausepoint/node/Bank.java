@@ -160,8 +160,21 @@ final class Bank implements AutoCloseable {
 
   /** Run {@code body} in a transaction, retrying conflicts with a short random backoff. */
   JsonObject inTransaction(Body body) throws Rejected, Unknown, InterruptedException {
+    return inTransaction(body, MAX_ATTEMPTS, 0);
+  }
+
+  /**
+   * As {@link #inTransaction(Body)}; {@code retryForMs} > 0 keeps retrying for that long (the
+   * check: a record prepared by a transaction the coordinator does not know is only resolved by
+   * lazy recovery once that transaction has expired, some 15 s after it prepared).
+   */
+  JsonObject inTransaction(Body body, int maxAttempts, long retryForMs)
+      throws Rejected, Unknown, InterruptedException {
     TransactionException last = null;
-    for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    long until = System.nanoTime() + retryForMs * 1_000_000L;
+    for (int attempt = 0;
+        attempt < maxAttempts || (retryForMs > 0 && System.nanoTime() < until);
+        attempt++) {
       DistributedTransaction tx;
       try {
         tx = manager.begin();
@@ -183,14 +196,17 @@ final class Bank implements AutoCloseable {
       } catch (CrudConflictException | CommitConflictException e) {
         rollback(tx);
         last = e;
-        Thread.sleep(ThreadLocalRandom.current().nextInt(1, 5 + Math.min(attempt, 20) * 2));
+        Thread.sleep(
+            retryForMs > 0
+                ? 250
+                : ThreadLocalRandom.current().nextInt(1, 5 + Math.min(attempt, 20) * 2));
       } catch (TransactionException e) {
         rollback(tx);
         last = e;
         Thread.sleep(5);
       }
     }
-    throw new Unknown("gave up after " + MAX_ATTEMPTS + " attempts: " + last, last);
+    throw new Unknown("gave up after retrying: " + last, last);
   }
 
   private static void rollback(DistributedTransaction tx) {
@@ -431,7 +447,9 @@ final class Bank implements AutoCloseable {
           out.add("accounts", accounts);
           out.add("requests", requests);
           return out;
-        });
+        },
+        1,
+        120_000);
   }
 
   private static List<Result> scanAll(DistributedTransaction tx, String ns, String table)
