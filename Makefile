@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 UV := $(CURDIR)/.cache/bin/uv
 VENV := $(CURDIR)/.venv
 
-.PHONY: help setup servers scalardl scalar-admin native test test-unit lint demo bench proto clean
+.PHONY: help setup servers scalardl scalar-admin scalardb-node native test test-unit lint demo bench proto clean
 
 help:
 	@echo "make demo   - back up and restore a local site on real PostgreSQL and MariaDB"
@@ -50,18 +50,22 @@ scalardl:
 scalar-admin:
 	bash scripts/fetch-scalar-admin.sh
 
+# The ScalarDB-backed node (harness/scalardb_node) built into .cache/scalardb-node.
+scalardb-node:
+	bash scripts/fetch-scalardb-node.sh
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup servers native scalardl scalar-admin
+test: setup servers native scalardl scalar-admin scalardb-node
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit tests/contract -m "not integration and not e2e"
 
-demo: setup servers native
+demo: setup servers native scalardb-node
 	$(VENV)/bin/python -m demo.run
 
 bench: setup servers native

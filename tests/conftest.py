@@ -136,3 +136,18 @@ def scalardl_ledger() -> Path:
         if (ledger.scalardl_home() / "ledger-unavailable.txt").is_file():
             pytest.skip(str(exc))
         _unavailable(str(exc))
+
+
+# --- the ScalarDB-backed node (harness/scalardb_node.py) ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def scalardb_node_cp() -> str:
+    """The built node's Java class path (scripts/fetch-scalardb-node.sh, run by `make test`);
+    a missing build skips locally and fails in CI."""
+    from harness import scalardb_node
+
+    try:
+        return scalardb_node.require_node()
+    except scalardb_node.NodeUnavailable as exc:
+        _unavailable(str(exc))
