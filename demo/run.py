@@ -27,12 +27,17 @@ from pathlib import Path
 from pausepoint.requests import BackupRequest, RestoreRequest
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE = ROOT / "var" / "demo"
+# PAUSEPOINT_DEMO_DIR: another directory for the demo's servers and catalog (the tests use one).
+BASE = Path(os.environ.get("PAUSEPOINT_DEMO_DIR") or ROOT / "var" / "demo")
 CATALOG = BASE / "catalog"  # as demo/site.yaml.tmpl's catalog.path, relative to the site file
 
 
 def say(text: str) -> None:
     print(f"\n==> {text}", flush=True)
+
+
+def _shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def _earlier_points() -> int:
@@ -50,11 +55,11 @@ def _fresh_servers() -> None:
 
 
 def next_commands(site_file: Path, point_id: str, keep_running: bool) -> list[str]:
-    site = site_file.relative_to(ROOT)
+    site = _shown(site_file)
     target = (ROOT / "demo" / "target.yaml").relative_to(ROOT)
     lines = [
         "next, from this directory (`make install` puts pausepoint on PATH):",
-        f"  . {(BASE / 'env').relative_to(ROOT)}    # the password variables the site file names",
+        f"  . {_shown(BASE / 'env')}    # the password variables the site file names",
         f"  pausepoint points list --site {site}",
         f"  pausepoint points show --site {site} {point_id}",
     ]
@@ -93,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     if earlier:
         say(
             f"keeping {earlier} restore point(s) of earlier demos in "
-            f"{CATALOG.relative_to(ROOT)} (`rm -rf var/demo` starts afresh)"
+            f"{_shown(CATALOG)} (`rm -rf {_shown(BASE)}` starts afresh)"
         )
     else:
-        say(f"starting afresh: no earlier demo restore points in {CATALOG.relative_to(ROOT)}")
+        say(f"starting afresh: no earlier demo restore points in {_shown(CATALOG)}")
     from pausepoint.cli import _prefect
 
     # Announces the temporary Prefect API (with progress) unless PREFECT_API_URL is set.
@@ -154,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 auditor_node_1=auditor.targets[0],
             )
         )
-        print(f"    site file: {site_file.relative_to(ROOT)} (from demo/site.yaml.tmpl)")
+        print(f"    site file: {_shown(site_file)} (from demo/site.yaml.tmpl)")
 
         pairs = {
             "ledger": (live["ledger-coordinator"], live["ledger-scalar"]),
