@@ -98,7 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    record = {"root": args.root, "commit": os.environ.get("BENCH_COMMIT"), "results": results}
+    record = {
+        "root": args.root,
+        "commit": os.environ.get("BENCH_COMMIT"),
+        "load_average_1_5_15": os.getloadavg(),  # the machine is shared: say how busy it was
+        "results": results,
+    }
     (out / "cli_latency.json").write_text(json.dumps(record, indent=2))
     return 0
 
