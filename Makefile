@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`. Both install what they need.
+# The commands of the README: `make demo`, `make install`, `make test`. Each installs what it needs.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON ?= python3
@@ -9,12 +9,18 @@ export PREFECT_HOME := $(CURDIR)/.cache/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 UV := $(CURDIR)/.cache/bin/uv
-VENV := $(CURDIR)/.venv
+VENV ?= $(CURDIR)/.venv
+# `make install` links the `pausepoint` command here (a directory on PATH).
+BINDIR ?= /usr/local/bin
+LOGS := $(CURDIR)/var/log
+QUIETLY := bash $(CURDIR)/scripts/quietly.sh
 
-.PHONY: help setup servers scalardl scalar-admin scalardb-node native test test-unit lint demo bench proto clean
+.PHONY: help setup servers scalardl scalar-admin scalardb-node native test test-unit lint demo demo-up install bench proto clean
 
 help:
-	@echo "make demo   - back up and restore a local site on real PostgreSQL and MariaDB"
+	@echo "make demo    - back up and restore a local site on real PostgreSQL and MariaDB"
+	@echo "make demo-up - the same, then keep its servers up to try the commands it prints"
+	@echo "make install - put the pausepoint command on PATH (BINDIR=$(BINDIR))"
 	@echo "make test   - install everything and run the whole test suite"
 	@echo "make lint   - ruff check and format check"
 	@echo "make bench  - benchmarks; results in BENCHMARKS.md"
@@ -65,8 +71,31 @@ test: setup servers native scalardl scalar-admin scalardb-node
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit tests/contract -m "not integration and not e2e"
 
-demo: setup servers native scalardb-node
-	$(VENV)/bin/python -m demo.run
+# Installs only what the demo uses (no Chromium: only the e2e tests need it), each step in one
+# line; the full output of each is in var/log/.
+define demo_setup
+	@$(QUIETLY) "Python environment (uv sync)" $(LOGS)/setup.log $(MAKE) --no-print-directory setup
+	@$(QUIETLY) "PostgreSQL, MariaDB and build tools" $(LOGS)/servers.log bash scripts/install-servers.sh --demo
+	@$(QUIETLY) "MySQL row sums in C" $(LOGS)/native.log $(MAKE) --no-print-directory native
+	@$(QUIETLY) "ScalarDB-backed nodes (Maven)" $(LOGS)/scalardb-node.log $(MAKE) --no-print-directory scalardb-node
+endef
+
+demo:
+	$(demo_setup)
+	@$(VENV)/bin/python -m demo.run
+
+demo-up:
+	$(demo_setup)
+	@$(VENV)/bin/python -m demo.run --keep-running
+
+# The `pausepoint` entry point of the project's environment, linked into BINDIR (on PATH).
+# Prefect keeps its state (the temporary API's database, settings) in PREFECT_HOME, by default
+# ~/.prefect. Without make: `uv tool install .` (or `pipx install .`) installs it on PATH too.
+install: setup
+	install -d $(BINDIR)
+	ln -sf $(VENV)/bin/pausepoint $(BINDIR)/pausepoint
+	@echo "installed $(BINDIR)/pausepoint -> $(VENV)/bin/pausepoint"
+	@echo "try: pausepoint --help; Prefect state lives in PREFECT_HOME (default ~/.prefect)"
 
 bench: setup servers native
 	$(VENV)/bin/python -m bench.run

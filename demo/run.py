@@ -7,11 +7,16 @@
 3. runs the bank application under load, runs the backup flow, lets the load go on;
 4. restores the restore point into NEW databases and checks: fingerprints equal, no torn
    transfer, balances intact, every transfer acknowledged before the pause present, nothing
-   sent after it present.
+   sent after it present;
+5. ends with the verdict and the commands to try next. Restore points of earlier demos are kept
+   (var/demo/catalog; it says how many); `rm -rf var/demo` starts afresh. With --keep-running
+   (`make demo-up`) the servers stay up after the verdict until Ctrl-C, so those commands can
+   reach them.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -22,28 +27,96 @@ from pathlib import Path
 from pausepoint.requests import BackupRequest, RestoreRequest
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE = ROOT / "var" / "demo"
+# PAUSEPOINT_DEMO_DIR: another directory for the demo's servers and catalog (the tests use one).
+BASE = Path(os.environ.get("PAUSEPOINT_DEMO_DIR") or ROOT / "var" / "demo")
+CATALOG = BASE / "catalog"  # as demo/site.yaml.tmpl's catalog.path, relative to the site file
 
 
 def say(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def main() -> int:
+def _shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+def _earlier_points() -> int:
+    root = CATALOG / "demo" / "points"
+    return sum(1 for p in root.glob("*/manifest.json")) if root.is_dir() else 0
+
+
+def _fresh_servers() -> None:
+    """Every demo starts its servers afresh; the catalog of earlier demos stays."""
+    BASE.mkdir(parents=True, exist_ok=True)
+    BASE.chmod(0o711)  # PostgreSQL runs as the postgres user and must reach its data dir
+    for child in BASE.iterdir():
+        if child != CATALOG:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def next_commands(site_file: Path, point_id: str, keep_running: bool) -> list[str]:
+    site = _shown(site_file)
+    target = (ROOT / "demo" / "target.yaml").relative_to(ROOT)
+    lines = [
+        "next, from this directory (`make install` puts pausepoint on PATH):",
+        f"  . {_shown(BASE / 'env')}    # the password variables the site file names",
+        f"  pausepoint points list --site {site}",
+        f"  pausepoint points show --site {site} {point_id}",
+    ]
+    live = [
+        f"  pausepoint check --site {site}",
+        f"  pausepoint restore --site {site} --point {point_id} --target {target} --replace",
+        f"  pausepoint backup --site {site}",
+    ]
+    if keep_running:
+        lines += [*live, "the servers stay up until Ctrl-C."]
+    else:
+        lines += [
+            "with the demo's servers up (`make demo-up` keeps them after the verdict):",
+            *live,
+        ]
+    lines += [
+        "the Prefect UI: `prefect server start`, then run these with "
+        "PREFECT_API_URL=http://127.0.0.1:4200/api and open http://127.0.0.1:4200",
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="demo.run", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--keep-running", action="store_true", help="keep the servers up after the verdict"
+    )
+    args = parser.parse_args(argv)
     from harness import servers
     from harness.bank_app import BankApp, Db, check_consistent, create_schema
     from harness.gate_server import start_gate_cluster
     from harness.sites import SiteDbs
 
-    if BASE.exists():
-        shutil.rmtree(BASE)
-    BASE.mkdir(parents=True)
-    BASE.chmod(0o711)  # PostgreSQL runs as the postgres user and must reach its data dir
-    from pausepoint.cli import _prefect_defaults
+    earlier = _earlier_points()
+    _fresh_servers()
+    if earlier:
+        say(
+            f"keeping {earlier} restore point(s) of earlier demos in "
+            f"{_shown(CATALOG)} (`rm -rf {_shown(BASE)}` starts afresh)"
+        )
+    else:
+        say(f"starting afresh: no earlier demo restore points in {_shown(CATALOG)}")
+    from pausepoint.cli import _prefect
 
-    _prefect_defaults()
+    # Announces the temporary Prefect API (with progress) unless PREFECT_API_URL is set.
+    _prefect(debug=False)
     os.environ["DEMO_PG_PASSWORD"] = servers.PASSWORD
     os.environ["DEMO_MY_PASSWORD"] = servers.PASSWORD
+    # The site file names these variables; the commands the demo suggests read them from here
+    # (a file only its owner reads, never the screen).
+    env_file = BASE / "env"
+    env_file.touch(mode=0o600)
+    env_file.write_text(
+        "".join(
+            f"export {k}={servers.PASSWORD}\n" for k in ("DEMO_PG_PASSWORD", "DEMO_MY_PASSWORD")
+        )
+    )
 
     say("starting PostgreSQL and MariaDB on 127.0.0.1 (data in var/demo/)")
     pg = servers.start_postgres(BASE / "postgres")
@@ -86,7 +159,7 @@ def main() -> int:
                 auditor_node_1=auditor.targets[0],
             )
         )
-        print(f"    site file: {site_file.relative_to(ROOT)} (from demo/site.yaml.tmpl)")
+        print(f"    site file: {_shown(site_file)} (from demo/site.yaml.tmpl)")
 
         pairs = {
             "ledger": (live["ledger-coordinator"], live["ledger-scalar"]),
@@ -103,7 +176,7 @@ def main() -> int:
         time.sleep(3)
         print(f"    {len(app.acks)} transfers acknowledged so far")
 
-        say("backup flow (Prefect; a temporary local API starts first)")
+        say("backup flow")
         from flows.backup import backup
         from pausepoint.catalog import open_catalog
         from pausepoint.report import restore_point_markdown
@@ -156,6 +229,13 @@ def main() -> int:
             f"VERDICT: {'CONSISTENT' if ok else 'INCONSISTENT'} — restore point {point_id}, "
             f"write stall {point.window.write_stall_ms:.1f} ms"
         )
+        print("\n" + "\n".join(next_commands(site_file, point_id, args.keep_running)), flush=True)
+        if args.keep_running:
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                print("\nstopping the demo's servers", flush=True)
         return 0 if ok else 1
     finally:
         if app is not None:

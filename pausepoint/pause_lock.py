@@ -80,11 +80,10 @@ class LockView:
             "forgets the leases of taken slots)"
         )
 
-    def timeout_message(self, timeout_s: int) -> str:
-        head = (
-            f"the pause lock {self.name!r} of site {self.site!r} was not granted within "
-            f"pause.lock_timeout_s={timeout_s}; nothing was paused. "
-        )
+    def timeout_message(self, timeout_s: int, api_error: str | None = None) -> str:
+        """What the wait saw: who holds the slot, or that nobody does and why it was not
+        granted (``api_error``: the Prefect API's last failure to answer the request)."""
+        head = _head(self.site, timeout_s)
         if self.live:
             runs = ", ".join(r.describe() for r in self.live)
             return head + (
@@ -94,8 +93,7 @@ class LockView:
         if self.active_slots < 1:
             return head + (
                 "The lock was free when the wait ended and no other run of the site is "
-                "running: the Prefect API was too slow or unreachable to grant it. Check the "
-                "Prefect server's health and start the run again."
+                f"running: {_slow(api_error)}"
             )
         if self.last_end is not None:
             ended = (
@@ -111,3 +109,26 @@ class LockView:
             "free it now, make sure no backup or restore of the site is running and run "
             f"`{free_command(self.site)}`."
         )
+
+
+def _head(site: str, timeout_s: int) -> str:
+    return (
+        f"the pause lock {lock_name(site)!r} of site {site!r} was not granted within "
+        f"pause.lock_timeout_s={timeout_s}; nothing was paused. "
+    )
+
+
+def _slow(api_error: str | None) -> str:
+    said = f" (its last answer: {api_error})" if api_error else ""
+    return (
+        f"the Prefect API was too slow or unreachable to grant it{said}. Check the Prefect "
+        "server's health and load, then start the run again (or raise pause.lock_timeout_s)."
+    )
+
+
+def unknown_holder_message(site: str, timeout_s: int, api_error: str) -> str:
+    """The timeout when the Prefect API could not even say who holds the slot."""
+    return _head(site, timeout_s) + (
+        "Whether another run holds it is unknown: the Prefect API did not answer the request "
+        f"for the slot nor the question who holds it; {_slow(api_error)}"
+    )

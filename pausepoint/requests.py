@@ -103,6 +103,12 @@ class WatchdogRequest(_Request):
     site_file: SiteFile
 
 
+class CheckRequest(_Request):
+    """Run every preflight check of a backup of the site; pauses nothing."""
+
+    site_file: SiteFile
+
+
 class PruneRequest(_Request):
     """Delete old restore points of a site by retention; sweep failed runs' files."""
 

@@ -27,6 +27,7 @@ from pausepoint.catalog.config import LocalCatalogConfig
 from pausepoint.catalog.registry import CatalogConfig
 from pausepoint.errors import ConfigError
 from pausepoint.scalardb import ScalarDbSettings
+from pausepoint.secrets import SecretRef
 from pausepoint.stores import registry
 from pausepoint.stores.base import StoreConfigBase
 from pausepoint.validation import problem, where, yaml_type
@@ -67,10 +68,34 @@ class Target(BaseModel):
 
 
 class TlsSettings(BaseModel):
+    """TLS to the admin endpoints. Without ``ca_cert`` or ``ca_pem`` the nodes' certificates are
+    checked against the system trust store (as scalar-admin's ``--tls`` does)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    ca_cert: Path = Field(description="PEM file of the CA that signed the nodes' certificates")
+    ca_cert: Path | None = Field(
+        None, description="PEM file of the CA that signed the nodes' certificates"
+    )
+    ca_pem: SecretRef | None = Field(
+        None, description="the CA's PEM text by reference ({env: VAR} or {block: NAME})"
+    )
     authority: str | None = Field(None, description="override the TLS authority (server name)")
+
+    @model_validator(mode="after")
+    def _one_ca(self) -> TlsSettings:
+        if self.ca_cert is not None and self.ca_pem is not None:
+            raise ValueError(
+                "give the CA once: 'ca_cert' (a PEM file) or 'ca_pem' (its text by reference)"
+            )
+        return self
+
+    def trust(self) -> str:
+        """Where the CA that verifies the nodes comes from, for messages."""
+        if self.ca_cert is not None:
+            return f"CA file {self.ca_cert}"
+        if self.ca_pem is not None:
+            return f"CA PEM from the {self.ca_pem.describe()}"
+        return "the system trust store"
 
 
 class TargetSource(BaseModel):
@@ -80,7 +105,31 @@ class TargetSource(BaseModel):
 
     static: list[Target] = Field(default_factory=list)
     srv: str | None = Field(None, description="DNS SRV name, e.g. _scalardl-admin._tcp.ledger")
+    resolver: str | None = Field(
+        None,
+        description="the DNS server to ask for 'srv:' (ip or ip:port); default: the system's",
+    )
+    # `tls: true` (or `tls: {}`): TLS verified against the system trust store.
     tls: TlsSettings | None = None
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_flag(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
+
+    @field_validator("resolver")
+    @classmethod
+    def _resolver_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            from pausepoint.admin.discovery import parse_resolver  # it imports this module
+
+            try:
+                parse_resolver(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("static", mode="before")
     @classmethod
@@ -93,6 +142,8 @@ class TargetSource(BaseModel):
     def _some_source(self) -> TargetSource:
         if not self.static and not self.srv:
             raise ValueError("give the admin endpoints: 'static: [host:port, ...]' or 'srv: NAME'")
+        if self.resolver is not None and not self.srv:
+            raise ValueError("'resolver:' is the DNS server for 'srv:'; give 'srv:' or remove it")
         seen: dict[Target, int] = {}
         for i, target in enumerate(self.static):
             node = target.normalised()

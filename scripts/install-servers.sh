@@ -6,9 +6,22 @@
 # Idempotent: installs only what is missing, runs `apt-get update` at most once, never prompts.
 # The test fixtures start their own private instances; this script never starts or configures
 # a system service.
+#
+#   --demo   only what `make demo` uses: no Chromium (nor its font), which only the e2e tests need
+#   --print  print the Debian packages this would make sure of, one a line, and exit
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
+
+demo=0
+print=0
+for arg in "$@"; do
+  case "$arg" in
+    --demo) demo=1 ;;
+    --print) print=1 ;;
+    *) echo "install-servers: unknown option $arg (use --demo, --print)" >&2; exit 2 ;;
+  esac
+done
 
 # program -> Debian package that provides it
 declare -A wanted=(
@@ -18,8 +31,11 @@ declare -A wanted=(
   [mariadb]=mariadb-client
   [mariadbd]=mariadb-server
   [mariadb-install-db]=mariadb-server
-  [chromium]=chromium
 )
+# The e2e tests drive the Prefect UI in headless Chromium; the demo never opens a browser.
+if [ "$demo" -eq 0 ]; then
+  wanted[chromium]=chromium
+fi
 
 have() {
   # initdb/postgres live outside PATH on Debian (/usr/lib/postgresql/<major>/bin).
@@ -44,12 +60,21 @@ have cc || missing+=(gcc)
 
 # Headless Chromium renders the UI's text with the system's fonts; the package does not pull one
 # in without its recommends.
-if ! compgen -G "/usr/share/fonts/truetype/liberation/*.ttf" >/dev/null; then
+if [ "$demo" -eq 0 ] && ! compgen -G "/usr/share/fonts/truetype/liberation/*.ttf" >/dev/null; then
   missing+=(fonts-liberation)
 fi
 
+if [ "$print" -eq 1 ]; then
+  all=("${wanted[@]}" postgresql gcc libxxhash-dev)
+  [ "$demo" -eq 0 ] && all+=(fonts-liberation)
+  printf '%s\n' "${all[@]}" | sort -u
+  exit 0
+fi
+
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-servers: postgresql, mariadb, chromium, gcc and libxxhash-dev are already installed"
+  what="postgresql, mariadb, gcc and libxxhash-dev"
+  [ "$demo" -eq 0 ] && what="postgresql, mariadb, chromium, gcc and libxxhash-dev"
+  echo "install-servers: $what are already installed"
   exit 0
 fi
 

@@ -48,7 +48,15 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from pausepoint.errors import PauseLockError
-from pausepoint.pause_lock import LEASE_S, QUIET_S, LockRun, LockView, lock_name, lock_tag
+from pausepoint.pause_lock import (
+    LEASE_S,
+    QUIET_S,
+    LockRun,
+    LockView,
+    lock_name,
+    lock_tag,
+    unknown_holder_message,
+)
 from pausepoint.site import Site
 from tasks import events
 
@@ -152,6 +160,7 @@ def _acquire(site: Site, me: UUID | None, logger) -> UUID:
     timeout = site.pause.lock_timeout_s
     deadline = time.monotonic() + timeout
     holder = ConcurrencyLeaseHolder(type="flow_run", id=me) if me is not None else None
+    api_error: str | None = None  # the API's last failure to answer: a slow server, not a holder
     with get_client(sync_client=True) as client:
         while True:
             try:
@@ -160,9 +169,14 @@ def _acquire(site: Site, me: UUID | None, logger) -> UUID:
                     holder=holder,
                 )  # fmt: skip
             except httpx.HTTPStatusError as exc:
-                if exc.response.status_code != 423:  # 423 Locked: the slot is taken
+                code = exc.response.status_code
+                if code != 423 and not _busy(code):  # 423 Locked: the slot is taken
                     raise
+                api_error = f"HTTP {code} {exc.response.reason_phrase}" if code != 423 else None
                 retry_after = float(exc.response.headers.get("Retry-After", POLL_S))
+            except httpx.TransportError as exc:  # no answer in time, connection dropped
+                api_error = f"{type(exc).__name__}: {str(exc)[:200] or 'no answer'}"
+                retry_after = 1.0
             else:
                 body = granted.json()
                 if not body.get("limits"):
@@ -171,12 +185,31 @@ def _acquire(site: Site, me: UUID | None, logger) -> UUID:
                         "start the run again (it creates the limit)."
                     )
                 return UUID(body["lease_id"])
-            if _free_if_orphaned(site.site, me, logger):
+            if api_error is None and _free_if_orphaned(site.site, me, logger):
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
-                raise PauseLockError(lock_view(site.site, me).timeout_message(timeout))
+                raise PauseLockError(_timeout_message(site.site, me, timeout, api_error))
+            if api_error is not None:
+                logger.info("the Prefect API did not grant the pause lock yet (%s)", api_error)
             time.sleep(min(max(retry_after, 0.5), POLL_S, left))
+
+
+def _busy(status: int) -> bool:
+    """An answer that says the server is overloaded or restarting, not that the slot is taken."""
+    return status == 429 or status >= 500
+
+
+def _timeout_message(site: str, me: UUID | None, timeout: int, api_error: str | None) -> str:
+    """Say what the wait saw: the runs that hold the slot, or that none does (and the API's last
+    failure, when it failed to answer)."""
+    try:
+        view = lock_view(site, me)
+    except Exception as exc:  # the API too slow to say: say that, not "someone holds it"
+        return unknown_holder_message(
+            site, timeout, api_error or f"{type(exc).__name__}: {str(exc)[:200]}"
+        )
+    return view.timeout_message(timeout, api_error)
 
 
 class _Renewal:

@@ -37,7 +37,7 @@ class StaticDiscovery:
         return f"StaticDiscovery({[str(t) for t in self._targets]})"
 
 
-def _parse_resolver(address: str) -> tuple[str, int]:
+def parse_resolver(address: str) -> tuple[str, int]:
     """'10.0.0.2', '10.0.0.2:5353', '::1' or '[::1]:5353' -> (ip, port)."""
     text = address.strip()
     host, port_text = text, "53"
@@ -77,7 +77,7 @@ class SrvDiscovery:
         self.name = name.strip()
         self.resolver_address = resolver_address
         self.timeout_s = timeout_s
-        self._server = _parse_resolver(resolver_address) if resolver_address else None
+        self._server = parse_resolver(resolver_address) if resolver_address else None
 
     def _resolver(self) -> dns.resolver.Resolver:
         if self._server is None:
@@ -169,7 +169,7 @@ def discovery_for(target_source: TargetSource, *, resolver_address: str | None =
     """The Discovery a component's ``targets:`` section describes."""
     static = StaticDiscovery(target_source.static) if target_source.static else None
     srv = (
-        SrvDiscovery(target_source.srv, resolver_address=resolver_address)
+        SrvDiscovery(target_source.srv, resolver_address=resolver_address or target_source.resolver)
         if target_source.srv
         else None
     )

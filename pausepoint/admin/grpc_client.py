@@ -39,11 +39,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -55,6 +58,7 @@ from pausepoint.admin._generated import scalar_admin_pb2, scalar_admin_pb2_grpc
 from pausepoint.admin.client import AdminCallError, Reason
 from pausepoint.admin.fanout import AdminCall, Result
 from pausepoint.errors import ConfigError, InternalError
+from pausepoint.secrets import SecretRef, SecretResolver
 from pausepoint.site import Target, TlsSettings
 
 log = logging.getLogger(__name__)
@@ -135,8 +139,11 @@ class GrpcAdminClient:
         tls: TlsSettings | None = None,
         *,
         options: Iterable[tuple[str, Any]] = (),
+        resolve: Callable[[SecretRef], Any] | None = None,
     ) -> None:
         self._default_tls = tls
+        # Resolves a CA given by reference (tls.ca_pem); the environment alone by default.
+        self._resolve = resolve or SecretResolver()
         self._tls: dict[Target, TlsSettings | None] = {}
         self._options = (*_CHANNEL_OPTIONS, *options)
         self._channels: dict[Target, _Channel] = {}
@@ -151,6 +158,7 @@ class GrpcAdminClient:
         cls,
         tls_by_component: Mapping[str, TlsSettings | None],
         nodes: Mapping[str, Iterable[Target]] | None = None,
+        resolve: Callable[[SecretRef], Any] | None = None,
     ) -> GrpcAdminClient:
         """One client for all components of a site.
 
@@ -160,7 +168,7 @@ class GrpcAdminClient:
         """
         distinct = set(tls_by_component.values())
         if len(distinct) <= 1:
-            return cls(next(iter(distinct), None))
+            return cls(next(iter(distinct), None), resolve=resolve)
         if nodes is None:
             raise ConfigError(
                 "the components of this site use different admin TLS settings ("
@@ -168,7 +176,7 @@ class GrpcAdminClient:
                 + "): pass their targets to GrpcAdminClient.for_components(tls, nodes) so each "
                 "node gets its component's settings"
             )
-        client = cls(None)
+        client = cls(None, resolve=resolve)
         for component, targets in nodes.items():
             client.set_tls(targets, tls_by_component.get(component))
         return client
@@ -420,13 +428,7 @@ class GrpcAdminClient:
         if tls is None:
             log.debug("opening plaintext admin channel to %s", address)
             return grpc.aio.insecure_channel(address, options=self._options)
-        try:
-            ca = tls.ca_cert.read_bytes()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read the CA certificate {tls.ca_cert} for the admin endpoint {address}: "
-                f"{exc.strerror}; fix targets.tls.ca_cert in the site file"
-            ) from None
+        ca = root_certificates(tls, address, self._resolve)
         options = list(self._options)
         if tls.authority:
             # The name the server certificate must carry, when it differs from the dialled host.
@@ -434,7 +436,12 @@ class GrpcAdminClient:
                 ("grpc.ssl_target_name_override", tls.authority),
                 ("grpc.default_authority", tls.authority),
             ]
-        log.debug("opening TLS admin channel to %s (authority %s)", address, tls.authority)
+        log.debug(
+            "opening TLS admin channel to %s (authority %s, %s)",
+            address,
+            tls.authority,
+            tls.trust(),
+        )
         return grpc.aio.secure_channel(address, grpc.ssl_channel_credentials(ca), options=options)
 
 
@@ -507,3 +514,54 @@ def to_admin_error(target: Target, method: str, err: grpc.RpcError) -> AdminCall
     hint = _HINTS.get(reason)
     detail = f"{description or 'no description'}; {hint}" if hint else description
     return AdminCallError(target, method, reason, code.name, detail)
+
+
+# Where OpenSSL-based tools look for the system's trusted CAs when nothing else says so.
+_SYSTEM_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
+    "/etc/pki/tls/certs/ca-bundle.crt",  # RHEL, Fedora
+    "/etc/ssl/cert.pem",  # macOS, BSD
+)
+
+
+def system_trust_store() -> Path | None:
+    """The system's CA bundle: ``SSL_CERT_FILE`` when set, else OpenSSL's default file, else a
+    distribution's usual path; None when there is none (gRPC then uses its own roots)."""
+    given = os.environ.get("SSL_CERT_FILE")
+    if given:
+        return Path(given)
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, *_SYSTEM_BUNDLES):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def root_certificates(
+    tls: TlsSettings, address: str, resolve: Callable[[SecretRef], Any]
+) -> bytes | None:
+    """The PEM roots that verify a node's certificate: the CA file, the CA text by reference,
+    or the system trust store (as scalar-admin's --tls)."""
+    if tls.ca_pem is not None:
+        secret = resolve(tls.ca_pem)
+        text = secret.get_secret_value() if secret is not None else ""
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise ConfigError(
+                f"the {tls.ca_pem.describe()} (targets.tls.ca_pem, for the admin endpoint "
+                f"{address}) holds no PEM certificate ('-----BEGIN CERTIFICATE-----'); put the "
+                "CA's PEM text there"
+            )
+        return text.encode()
+    path, where = tls.ca_cert, "targets.tls.ca_cert in the site file"
+    if path is None:
+        path = system_trust_store()
+        if path is None:
+            return None
+        where = "SSL_CERT_FILE, or give targets.tls.ca_cert in the site file"
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the CA certificate {path} for the admin endpoint {address}: "
+            f"{exc.strerror}; fix {where}"
+        ) from None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from pausepoint.admin.discovery import discovery_for
 from pausepoint.admin.grpc_client import GrpcAdminClient
+from pausepoint.secrets import SecretRef
 from pausepoint.site import Site, Target
 
 
@@ -12,7 +16,8 @@ def discover_nodes(site: Site) -> dict[str, list[Target]]:
     return {name: discovery_for(c.targets).discover() for name, c in site.components().items()}
 
 
-def admin_client(site: Site) -> GrpcAdminClient:
+def admin_client(site: Site, resolve: Callable[[SecretRef], Any] | None = None) -> GrpcAdminClient:
+    """``resolve`` reads a CA given by reference (tls.ca_pem); the environment by default."""
     tls = {name: comp.targets.tls for name, comp in site.components().items()}
     nodes = discover_nodes(site) if len(set(tls.values())) > 1 else None
-    return GrpcAdminClient.for_components(tls, nodes)
+    return GrpcAdminClient.for_components(tls, nodes, resolve=resolve)

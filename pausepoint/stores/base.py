@@ -495,6 +495,13 @@ class Store(ABC, Generic[C]):
     def check(self) -> dict[str, Any]:
         """Preflight: connect, check tools, versions and permissions. Returns facts to log."""
 
+    def check_pitr(self) -> dict[str, Any] | None:
+        """Preflight of a point-in-time kind: ask the store whether it can restore to a time
+        (log retention, backups, archiving on) and return those settings; raise
+        StoreCheckError naming the setting and its fix when it cannot. None: the kind has no
+        point-in-time settings (every snapshot kind; `pausepoint check` shows no line)."""
+        return None
+
     # --- capture: the shared ownership rules ------------------------------------------------
 
     def prepare_capture(self, ctx: CaptureContext | Path) -> PreparedCapture:

@@ -30,6 +30,7 @@ MODEL = {
     "watchdog": requests.WatchdogRequest,
     "prune": requests.PruneRequest,
     "drill": requests.DrillRequest,
+    "check": requests.CheckRequest,
 }
 
 
@@ -43,6 +44,7 @@ def test_every_flow_is_deployed_once_with_the_schedule_it_is_meant_to_have():
     assert sorted(deps) == sorted(MODEL)
     assert deps["backup"]["schedules"][0]["cron"] == "0 */6 * * *"
     assert deps["restore"]["schedules"] == []  # only ever run on purpose
+    assert deps["check"]["schedules"] == []  # run from the UI or `pausepoint check`
     assert deps["watchdog"]["schedules"] == [{"interval": 60}]
     assert deps["prune"]["schedules"][0]["cron"] == "30 3 * * *"  # daily
     assert deps["drill"]["schedules"][0]["cron"] == "0 5 * * 0"  # weekly
