@@ -148,6 +148,18 @@ def test_check_reports_continuous_backup_databases_and_signs_in_with_the_secret(
         assert r.headers.get("Authorization", "").startswith("Bearer ")
 
 
+def test_check_pitr_reports_continuous_backup_and_since_when(arm) -> None:
+    facts = store(arm).check_pitr()
+    created = arm.state.accounts["scalardb-prod"].created
+    assert facts["backup"] == "continuous"
+    assert datetime.fromisoformat(facts["restorable_since"]) == created.replace(microsecond=0) or (
+        abs(datetime.fromisoformat(facts["restorable_since"]) - created) < timedelta(seconds=1)
+    )
+    arm.state.accounts["scalardb-prod"].backup = "Periodic"
+    with pytest.raises(StoreCheckError, match="not continuous backup"):
+        store(arm).check_pitr()
+
+
 def test_check_refuses_periodic_backup_and_names_the_fix(arm) -> None:
     arm.state.accounts["scalardb-prod"].backup = "Periodic"
     with pytest.raises(StoreCheckError) as err:

@@ -151,6 +151,13 @@ class CosmosStore(Store[CosmosConfig]):
             "consistency": str(consistency),
         }
 
+    def check_pitr(self) -> dict[str, Any]:
+        """Continuous backup on, and since when the account can be restored."""
+        _, restorable = self._source(StoreCheckError)
+        props = restorable.properties
+        since = _utc(props.oldest_restorable_time or props.creation_time)
+        return {"backup": "continuous", "restorable_since": since.isoformat() if since else "?"}
+
     # --- capture: nothing inside the window; the point's time after it --------------------------
 
     def _open(self, prepared: PreparedCapture) -> CaptureHandle:
