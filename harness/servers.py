@@ -269,13 +269,14 @@ def start_mariadb(
         if r.returncode != 0:
             raise ServerStartError(f"mariadb-install-db failed: {(r.stdout + r.stderr)[-2000:]}")
     port = port or free_port()
+    binlog = any(a.startswith("--log-bin") for a in extra_args or [])
     general_log = base / "general.log"
     proc = subprocess.Popen(
         [
             str(mariadbd), "--no-defaults", f"--datadir={data}", f"--socket={sock}",
             f"--port={port}", f"--bind-address={HOST}", f"--pid-file={base / 'mariadbd.pid'}",
             f"--log-error={log}", "--skip-name-resolve",
-            *([] if any(a.startswith("--log-bin") for a in extra_args or []) else ["--skip-log-bin"]),
+            *([] if binlog else ["--skip-log-bin"]),
             f"--general-log-file={general_log}", "--general-log=0",
             # TESTS ONLY: no durability, small footprint.
             "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--sync-binlog=0",

@@ -114,12 +114,14 @@ def _points(args: argparse.Namespace, site: Site) -> int:
             return 0
         if not points:
             print(f"site {site.site}: no readable restore points in {site.catalog.describe()}")
+        readiness = _readiness(site)
         for p in points:
             stores = sum(len(c.stores) for c in p.components.values())
             size = sum(s.total_bytes for c in p.components.values() for s in c.stores)
             print(
                 f"{p.id}  mid {p.window.mid.isoformat()}  stall {p.window.write_stall_ms:7.1f} ms"
                 f"  {'+'.join(p.components)}  {stores} stores  {size / 1e6:,.1f} MB"
+                f"  restorable {readiness(p)}"
             )
         return 0
     point = catalog.get_point(site.site, args.point)
@@ -134,6 +136,17 @@ def _points(args: argparse.Namespace, site: Site) -> int:
     for line in drills:
         print(f"- {line}")
     return 0
+
+
+def _readiness(site: Site):
+    """``point -> label``: whether its point-in-time stores can restore it now (yes, not yet,
+    no: left the window, ?: could not ask, -: no such store; pausepoint.readiness)."""
+    from pausepoint.readiness import point_readiness
+    from pausepoint.secrets import SecretResolver
+    from pausepoint.stores import open_store
+
+    stores = {cfg.name: open_store(cfg, SecretResolver()) for _, cfg in site.stores()}
+    return lambda point: point_readiness(point, stores).label()
 
 
 def _unpause(site: Site) -> int:

@@ -31,7 +31,7 @@ from pydantic import Field, TypeAdapter
 
 from pausepoint.errors import StoreKindError
 from pausepoint.stores.base import CaptureDetails, Store, StoreConfigBase
-from pausepoint.stores.mysql_config import MysqlCaptureDetails, MysqlConfig
+from pausepoint.stores.mysql_config import MysqlBinlogDetails, MysqlCaptureDetails, MysqlConfig
 from pausepoint.stores.postgres_config import (
     PostgresCaptureDetails,
     PostgresConfig,
@@ -193,6 +193,16 @@ BUILTIN: tuple[StoreKind, ...] = (
         store="pausepoint.stores.mysql.store:MysqlStore",
         locations=_mysql_locations,
         details=MysqlCaptureDetails,
+        modes=(
+            # pitr: binlog: a base dump + fetched binary logs, replayed by time (docs/stores.md)
+            StoreMode(
+                name="binlog",
+                store="pausepoint.stores.mysql.binlog:MysqlBinlogStore",
+                method="pitr-binlog",
+                capabilities=Capabilities(capture="pitr", pitr_granularity_ms=1000),
+                details=MysqlBinlogDetails,
+            ),
+        ),
     ),
 )
 
