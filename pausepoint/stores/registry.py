@@ -181,6 +181,9 @@ BUILTIN: tuple[StoreKind, ...] = (
                 capabilities=Capabilities(
                     capture="pitr",
                     pitr_granularity_ms=1,  # commit timestamps are microseconds
+                    # A replay to a time is consistent, but only a pause makes that time the
+                    # captured (fingerprinted) state: even a site in this one store pauses.
+                    transactional=False,
                     restore_modes=frozenset({"side_by_side"}),
                 ),
                 details=PostgresWalDetails,
@@ -199,7 +202,11 @@ BUILTIN: tuple[StoreKind, ...] = (
                 name="binlog",
                 store="pausepoint.stores.mysql.binlog:MysqlBinlogStore",
                 method="pitr-binlog",
-                capabilities=Capabilities(capture="pitr", pitr_granularity_ms=1000),
+                # Whole seconds: without a pause the second holds writes on both sides of the
+                # point, so even a site in this one store pauses (for at least a second).
+                capabilities=Capabilities(
+                    capture="pitr", pitr_granularity_ms=1000, transactional=False
+                ),
                 details=MysqlBinlogDetails,
             ),
         ),
