@@ -336,3 +336,17 @@ def test_the_restore_points_markdown_shows_the_time_its_bound_and_each_stores_st
     assert "| ledger/my |" in md and "1000 ms | **OUTSIDE**" in md  # 1 s past a 0.6 s half
     snapshot = StoreCapture(name="s", kind="postgres", method="pg_dump-directory")
     assert "point in time" not in restore_point_markdown(point_with(snapshot))
+
+
+def test_the_pitr_example_site_and_restore_target_are_valid():
+    from pausepoint.restore import load_target
+    from pausepoint.site import load_site
+
+    root = Path(__file__).resolve().parents[2] / "deployments" / "pitr"
+    site = load_site(root / "site.yaml")
+    modes = {cfg.name: cfg.store_mode() for _, cfg in site.stores()}
+    assert modes == {"ledger-pg": "wal", "ledger-my": "binlog"}
+    target = load_target(root / "restore-target.yaml")
+    assert set(target.stores) == set(modes)
+    for _, cfg in site.stores():
+        assert cfg.retarget(target.stores[cfg.name]).store_mode() == modes[cfg.name]
