@@ -58,6 +58,7 @@ _COMMIT = re.compile(r"desc: (?:COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:
 _LABEL_START = re.compile(r"^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)", re.M)
 BASE_META = "pausepoint-base.json"
 RECOVERY_LOG = "pausepoint-recovery.log"
+RESTORED_MARK = "pausepoint-restored.json"  # only such a directory is ever replaced
 
 
 def segment_seq(name: str) -> tuple[int, int] | None:
@@ -455,17 +456,21 @@ class PostgresWalStore(PostgresStore):
     def check_restore_target(self, capture: StoreCapture, replace: bool) -> None:
         self._details(capture)
         target = self._restore_dir()
-        if (target / "postmaster.pid").exists():
-            raise TargetNotEmptyError(
-                f"store {self.name}: a server runs from {target} (postmaster.pid): stop it "
-                "(pg_ctl stop -D DIR) before restoring into that directory"
-            )
-        if target.exists() and any(target.iterdir()) and not replace:
-            raise TargetNotEmptyError(
-                f"store {self.name}: restore_dir {target} is not empty; give a new directory, "
-                "or pass --replace to delete it first"
-            )
-        if _listening(self.config.host, self.config.port):
+        ours = (target / RESTORED_MARK).is_file()
+        if target.exists() and any(target.iterdir()):
+            if not ours:
+                # Never delete a data directory pausepoint did not create (a live server's).
+                raise TargetNotEmptyError(
+                    f"store {self.name}: restore_dir {target} is not empty and was not made by "
+                    "a pausepoint restore; give a new directory (even --replace deletes only "
+                    "directories a restore created)"
+                )
+            if not replace:
+                raise TargetNotEmptyError(
+                    f"store {self.name}: restore_dir {target} holds an earlier restore; give a "
+                    "new directory, or pass --replace to stop its server and delete it first"
+                )
+        if not (ours and replace) and _listening(self.config.host, self.config.port):
             raise TargetNotEmptyError(
                 f"store {self.name}: something already listens on {self._where}, where the "
                 "restored server is to listen; give the restore target a free port"
@@ -492,6 +497,7 @@ class PostgresWalStore(PostgresStore):
         target = self._restore_dir()
         run_as = _os_user(self.config.os_user)
         if target.exists():
+            stop_restored(target)  # an earlier restore's server (check_restore_target allowed it)
             shutil.rmtree(target)
         shutil.copytree(span.base.path, target, symlinks=True)
         (target / BASE_META).unlink(missing_ok=True)
@@ -512,6 +518,9 @@ class PostgresWalStore(PostgresStore):
             f.write("\n# pausepoint: point-in-time restore\n")
             f.writelines(f"{k} = {v}\n" for k, v in settings.items())
         (target / "recovery.signal").touch()
+        (target / RESTORED_MARK).write_text(
+            json.dumps({"store": self.name, "recovery_target_time": at.isoformat()})
+        )
         _chown_tree(target, self.config.os_user)
         target.chmod(0o700)
         self._start_and_promote(target, run_as)

@@ -489,3 +489,45 @@ def test_a_restore_run_waits_for_a_point_not_yet_restorable_then_says_so(pitrdb_
     assert time.monotonic() - t0 >= 1.0
     assert "waited 1 s for it" in str(err.value)
     assert f"Restorable now (newest first): {point_id}" in str(err.value)
+
+
+def test_a_restored_server_directory_is_replaced_only_when_asked_and_only_if_ours(
+    pitrdb_site,
+):
+    from pausepoint.errors import TargetNotEmptyError
+
+    site = pitrdb_site
+    point_id = site.backup()
+    site.wait_restorable(point_id)
+    target, login, restored_my = site.target()
+
+    def again(replace: bool, target_file: Path = target) -> dict:
+        return restore(
+            RestoreRequest(
+                site_file=str(site.path),
+                point_id=point_id,
+                confirm=point_id,
+                target_file=str(target_file),
+                replace=replace,
+            )
+        )
+
+    assert all(ok for _, ok, _ in again(False)["checks"])
+    with pytest.raises(TargetNotEmptyError, match="holds an earlier restore"):
+        again(False)
+    # --replace: the earlier restore's server is stopped, its directory replaced
+    assert all(ok for _, ok, _ in again(True)["checks"])
+    with servers.connect_postgres(login, site.pg_db.name, True) as conn:
+        assert conn.execute("SELECT count(*) FROM account").fetchone()[0] == 20
+    # A directory no restore made is never deleted, --replace or not.
+    foreign = site.tmp / "not-a-restore"
+    foreign.mkdir()
+    (foreign / "PG_VERSION").write_text("15\n")
+    data = yaml.safe_load(target.read_text())
+    data["stores"]["ledger-pg"].update(restore_dir=str(foreign), port=free_port())
+    data["stores"]["ledger-my"]["database_map"] = {site.my_name: restored_my + "x"}
+    other = site.tmp / "foreign-target.yaml"
+    other.write_text(yaml.safe_dump(data))
+    with pytest.raises(TargetNotEmptyError, match="was not made by a pausepoint restore"):
+        again(True, other)
+    assert (foreign / "PG_VERSION").read_text() == "15\n"
