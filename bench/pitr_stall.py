@@ -132,6 +132,8 @@ def run(backups: int, offset_ms: float, dispersion_ms: float, out: Path) -> dict
                             "write_stall_ms": w.write_stall_ms,
                             "hold_ms": w.hold_ms,
                             "window_ms": w.length_ms,
+                            "drain_ms": w.drain_ms,
+                            "unpause_ms": w.unpause_ms,
                             "clock_error_ms": error_ms,
                             "bound_ms": bound,
                             "client_wait_max_ms": max(stalled, default=0.0),
@@ -156,6 +158,7 @@ def run(backups: int, offset_ms: float, dispersion_ms: float, out: Path) -> dict
     bound_p95 = 1000 + 4 * max(errors) + 200
     result = {
         "commit": os.environ.get("BENCH_COMMIT", ""),
+        "load_average": os.getloadavg(),
         "backups": len(rows),
         "offset_ms": offset_ms,
         "dispersion_ms": dispersion_ms,
