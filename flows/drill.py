@@ -57,6 +57,7 @@ def drill(request: DrillRequest) -> dict:
     failure: BaseException | None = None
     try:
         run = RestoreRun.prepare(site, catalog, point.id, target, secret_resolver(), what=WHAT)
+        run.wait_restorable_s = request.wait_restorable_s  # a fresh PITR point: wait for it
         _exercise(run, checks)
     except Exception as exc:  # recorded below, then raised
         failure = exc

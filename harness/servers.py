@@ -130,8 +130,11 @@ def _chown_postgres(path: Path) -> None:
         os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
-def start_postgres(base: Path, port: int | None = None) -> PostgresServer:
-    """initdb + postgres in ``base`` (which the postgres user must be able to traverse)."""
+def start_postgres(
+    base: Path, port: int | None = None, settings: dict[str, str] | None = None
+) -> PostgresServer:
+    """initdb + postgres in ``base`` (which the postgres user must be able to traverse).
+    ``settings``: extra server settings (``-c name=value``), e.g. WAL archiving."""
     bin_dir = postgres_bin_dir()
     base.mkdir(parents=True, exist_ok=True)
     data, sock = base / "data", base / "sock"
@@ -170,6 +173,7 @@ def start_postgres(base: Path, port: int | None = None) -> PostgresServer:
                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                 "-c", "max_wal_size=1GB", "-c", "shared_buffers=128MB",
                 "-c", "max_connections=100", "-c", "logging_collector=off",
+                *(a for k, v in (settings or {}).items() for a in ("-c", f"{k}={v}")),
             ],
             stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=base,
             start_new_session=True, **drop,
@@ -241,7 +245,11 @@ def _root_on_socket(sock: Path) -> pymysql.Connection:
         )
 
 
-def start_mariadb(base: Path, port: int | None = None) -> MysqlServer:
+def start_mariadb(
+    base: Path, port: int | None = None, extra_args: list[str] | None = None
+) -> MysqlServer:
+    """``extra_args``: more server options; ``--log-bin...`` among them turns the binary log on
+    (it is off otherwise)."""
     mariadbd, install_db = mariadb_binaries()
     base.mkdir(parents=True, exist_ok=True)
     data, sock_dir = base / "data", base / "sock"
@@ -261,18 +269,20 @@ def start_mariadb(base: Path, port: int | None = None) -> MysqlServer:
         if r.returncode != 0:
             raise ServerStartError(f"mariadb-install-db failed: {(r.stdout + r.stderr)[-2000:]}")
     port = port or free_port()
+    binlog = any(a.startswith("--log-bin") for a in extra_args or [])
     general_log = base / "general.log"
     proc = subprocess.Popen(
         [
             str(mariadbd), "--no-defaults", f"--datadir={data}", f"--socket={sock}",
             f"--port={port}", f"--bind-address={HOST}", f"--pid-file={base / 'mariadbd.pid'}",
-            f"--log-error={log}", "--skip-name-resolve", "--skip-log-bin",
+            f"--log-error={log}", "--skip-name-resolve",
+            *([] if binlog else ["--skip-log-bin"]),
             f"--general-log-file={general_log}", "--general-log=0",
             # TESTS ONLY: no durability, small footprint.
             "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--sync-binlog=0",
             "--innodb-buffer-pool-size=256M", "--innodb-log-file-size=256M",
             "--innodb-flush-method=nosync", "--max-connections=200",
-            *user_opt,
+            *user_opt, *(extra_args or []),
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=base, start_new_session=True,
     )  # fmt: skip

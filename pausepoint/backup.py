@@ -27,7 +27,7 @@ from pausepoint.admin.client import AdminClient
 from pausepoint.admin.site_client import discover_nodes
 from pausepoint.catalog import Catalog, Lease, PendingPoint
 from pausepoint.catalog.manifest import ComponentRecord, PauseWindowRecord, RestorePoint
-from pausepoint.clock import ClockBound, check_gate, required_hold_ms
+from pausepoint.clock import ClockBound, check_bound, check_gate, required_hold_ms
 from pausepoint.errors import (
     BackupInterruptedError,
     CaptureError,
@@ -191,6 +191,7 @@ class BackupRun:
                     f"site {self.site.site!r} has point-in-time stores but no clock bound: "
                     "configure clock.ntp_servers so the restore point's time can be trusted"
                 )
+            check_bound(self.clock, self.site.clock.max_error_ms, hold)
             check_gate(self.clock, hold)
         return hold
 

@@ -165,9 +165,11 @@ def _points(args: argparse.Namespace, site: Site) -> int:
         if not points:
             print(f"site {site.site}: no readable restore points in {site.catalog.describe()}")
             return 0
-        from pausepoint.listing import POINT_COLUMNS, render
+        from pausepoint.listing import POINT_COLUMNS, Column, render
 
-        print("\n".join(render(POINT_COLUMNS, points)))
+        readiness = _readiness(site)
+        columns = [*POINT_COLUMNS, Column("RESTORABLE", readiness)]
+        print("\n".join(render(columns, points)))
         return 0
     point = catalog.get_point(site.site, args.point)
     if args.json:
@@ -181,6 +183,17 @@ def _points(args: argparse.Namespace, site: Site) -> int:
     for line in drills:
         print(f"- {line}")
     return 0
+
+
+def _readiness(site: Site):
+    """``point -> label``: whether its point-in-time stores can restore it now (yes, not yet,
+    no: left the window, ?: could not ask, -: no such store; pausepoint.readiness)."""
+    from pausepoint.readiness import point_readiness
+    from pausepoint.secrets import SecretResolver
+    from pausepoint.stores import open_store
+
+    stores = {cfg.name: open_store(cfg, SecretResolver()) for _, cfg in site.stores()}
+    return lambda point: point_readiness(point, stores).label()
 
 
 def _unpause(site: Site) -> int:

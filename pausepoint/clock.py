@@ -111,6 +111,25 @@ def check_gate(bound: ClockBound, hold_ms: int) -> None:
     )
 
 
+def check_bound(bound: ClockBound, max_error_ms: int, hold_ms: int) -> None:
+    """Refuse a bound wider than the site accepts (``clock.max_error_ms``): the hold that
+    absorbs it would stall writes for longer than anyone asked for, and a wide bound usually
+    means NTP is not doing its job on this host. Says the bound, the limit, the hold it would
+    take and the fix."""
+    error_ms = bound.error_s * 1000
+    if error_ms <= max_error_ms:
+        return
+    raise ClockSkewError(
+        f"clock error bound {error_ms:.1f} ms ({bound.describe()}) is wider than "
+        f"clock.max_error_ms = {max_error_ms} ms: absorbing it would hold every node paused for "
+        f"{hold_ms} ms, and the restore point's time could not be trusted otherwise. Nothing "
+        "was paused. Fix: get this host's clock in sync (check the NTP daemon: a large offset) "
+        "or use a closer NTP server in clock.ntp_servers (a large uncertainty); or, if a "
+        f"{hold_ms} ms write stall is acceptable, raise clock.max_error_ms to at least "
+        f"{math.ceil(error_ms)}."
+    )
+
+
 def required_hold_ms(
     bound: ClockBound | None,
     granularity_ms: int | None,

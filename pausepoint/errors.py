@@ -239,6 +239,12 @@ class PitrWindowError(RestoreError):
     store's restorable window now (the message names the window); nothing was changed."""
 
 
+class PitrNotYetRestorableError(PitrWindowError):
+    """The point's time lies after the store's latest restorable time: the provider (WAL or
+    binary-log archiving, a cloud's PITR) has not caught up with it yet. It becomes restorable
+    once that time passes the point; a drill waits for it (bounded), a restore says so."""
+
+
 class TargetNotEmptyError(RestoreError):
     """The restore target already holds data and replacing it was not asked for."""
 

@@ -46,6 +46,7 @@ def restore_point_markdown(point: RestorePoint) -> str:
             f"Clock: offset {c.offset_s * 1000:+.1f} ms ± {c.uncertainty_s * 1000:.1f} ms "
             f"(NTP {c.server})",
         ]
+    lines += _point_in_time(point)
     lines += [
         "",
         "| component | store | kind | method | size | artifacts | tables | rows |",
@@ -64,6 +65,51 @@ def restore_point_markdown(point: RestorePoint) -> str:
             for a in s.artifacts:
                 lines.append(f"- `{comp}/{s.name}/{a.path}` {a.size} B `{a.sha256}`")
     return "\n".join(lines)
+
+
+def clock_error_ms(point: RestorePoint) -> float | None:
+    """The clock error bound the point was taken with, |offset| + uncertainty, in ms."""
+    c = point.clock
+    return None if c is None else (abs(c.offset_s) + c.uncertainty_s) * 1000
+
+
+def _point_in_time(point: RestorePoint) -> list[str]:
+    """The time of a point-in-time restore: mid-time ± the clock's error bound, each PITR
+    store's timestamp and step, and how far they stay inside the pause window."""
+    from pausepoint.stores.registry import capture_capabilities
+
+    pitr = [
+        (comp, s) for comp, rec in point.components.items() for s in rec.stores if s.pitr_timestamp
+    ]
+    if not pitr:
+        return []
+    w = point.window
+    error = clock_error_ms(point)
+    lines = [
+        "",
+        "| point in time | |",
+        "|---|---|",
+        f"| mid-time | {w.mid.isoformat()} |",
+        f"| clock error bound | {'not measured' if error is None else f'± {error:.1f} ms'} |",
+        f"| half the window | {w.length_ms / 2:.1f} ms (hold {w.hold_ms} ms) |",
+        "",
+        "| store | restore time | step | inside the window by |",
+        "|---|---|---|---|",
+    ]
+    for comp, s in pitr:
+        assert s.pitr_timestamp is not None
+        caps = capture_capabilities(s.kind, s.method)
+        step = caps.pitr_granularity_ms if caps is not None else None
+        # The time read on a clock off by up to E: its distance to the nearer edge minus E.
+        edge_ms = min(
+            (s.pitr_timestamp - w.start).total_seconds(), (w.end - s.pitr_timestamp).total_seconds()
+        ) * 1000 - (error or 0.0)
+        verdict = f"{edge_ms:.1f} ms" if edge_ms > 0 else f"**OUTSIDE** ({edge_ms:.1f} ms)"
+        lines.append(
+            f"| {comp}/{s.name} | {s.pitr_timestamp.isoformat()} | "
+            f"{'?' if step is None else f'{step} ms'} | {verdict} |"
+        )
+    return lines
 
 
 def restore_markdown(
@@ -140,6 +186,7 @@ def store_fingerprint_digest(store: StoreCapture) -> str:
 def restore_point_rows(point: RestorePoint) -> list[dict[str, object]]:
     """The restore point as table rows, one per store, each carrying the window it belongs to."""
     w = point.window
+    err = clock_error_ms(point)
     rows: list[dict[str, object]] = []
     for comp, rec in point.components.items():
         for s in rec.stores:
@@ -152,6 +199,8 @@ def restore_point_rows(point: RestorePoint) -> list[dict[str, object]]:
                     "window_start": w.start.isoformat(),
                     "window_end": w.end.isoformat(),
                     "mid_time": w.mid.isoformat(),
+                    "clock_error_ms": None if err is None else round(err, 1),
+                    "pitr_time": s.pitr_timestamp.isoformat() if s.pitr_timestamp else None,
                     "write_stall_ms": round(w.write_stall_ms, 1) if w.paused else 0.0,
                     "size_bytes": s.total_bytes,
                     "sha256": store_checksum(s),

@@ -137,6 +137,14 @@ class DrillRequest(_Request):
         "they are replaced by each drill.",
         examples=["deployments/production/drill-target.yaml"],
     )
+    wait_restorable_s: int = Field(
+        600,
+        ge=0,
+        le=86_400,
+        title="Wait for a point-in-time point (s)",
+        description="A point whose point-in-time stores have not archived up to its time yet "
+        "is waited for this long before the drill fails saying so.",
+    )
 
 
 def parse_request(model: type[R], **fields: object) -> R:

@@ -44,10 +44,12 @@ from pausepoint.errors import (
     FingerprintMismatchError,
     IncompleteRestorePointError,
     InlineSecretError,
+    PitrWindowError,
     RestoreError,
     RestoreTargetError,
 )
 from pausepoint.locations import Location, Resolver, locations, system_resolver
+from pausepoint.readiness import point_readiness, wait_restorable
 from pausepoint.scalardb_restore import (
     MetadataRewrite,
     ScalarDbCheck,
@@ -376,6 +378,8 @@ class RestoreRun:
     # transaction-metadata check of each after the restore
     scalardb_rewrites: list[MetadataRewrite] = field(default_factory=list)
     scalardb_checks: list[ScalarDbCheck] = field(default_factory=list)
+    # A point not yet restorable (PITR) is waited for this long before it is refused (drill).
+    wait_restorable_s: float = 0.0
 
     @classmethod
     def prepare(
@@ -514,11 +518,29 @@ class RestoreRun:
     def check_target(self, slot: RestoreSlot) -> None:
         """Before any change (every store's, before the first restore): the point lies in the
         store's restorable window now (PITR kinds), and the target is ready."""
-        slot.store.check_restorable(slot.capture)
+        try:
+            wait_restorable(
+                lambda: slot.store.check_restorable(slot.capture), self.wait_restorable_s
+            )
+        except PitrWindowError as exc:
+            raise type(exc)(f"{exc} {self.restorable_now()}") from None
         if slot.journal is not None and slot.journal.step is not None:
             return  # resuming: the target holds what the crashed run already restored
         # Not check(): a restore target's database may not exist yet (restore creates it).
         slot.store.check_restore_target(slot.capture, self.target.replace)
+
+    def restorable_now(self, limit: int = 5) -> str:
+        """Which points of the site its point-in-time stores can restore now (newest first)."""
+        stores = {cfg.name: open_store(cfg, self.resolver) for _, cfg in self.site.stores()}
+        ready = [
+            p.id
+            for p in self.catalog.list_points(self.site.site)
+            if point_readiness(p, stores).restorable
+        ]
+        if not ready:
+            return "No restore point of the site is restorable now."
+        more = f" and {len(ready) - limit} older" if len(ready) > limit else ""
+        return f"Restorable now (newest first): {', '.join(ready[:limit])}{more}."
 
     def restore(self, slot: RestoreSlot) -> None:
         """Restore, then re-apply what a provider's restore resets (before the fingerprints);

@@ -203,6 +203,15 @@ class ClockSettings(BaseModel):
     timeout_s: float = Field(2.0, gt=0, le=30)
     # PITR stores need the gate; snapshot-only sites record the bound if measurable.
     required: bool = False
+    max_error_ms: int = Field(
+        1_000,
+        gt=0,
+        le=60_000,
+        description=(
+            "a site with point-in-time stores refuses a backup whose clock error bound "
+            "(|offset| + uncertainty) is wider than this: the derived hold grows by twice it"
+        ),
+    )
 
 
 # The local driver's settings, under their name from before drivers (``catalog: {path: DIR}``).

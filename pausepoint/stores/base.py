@@ -67,7 +67,13 @@ from pydantic import (
     field_validator,
 )
 
-from pausepoint.errors import CaptureError, InternalError, PitrWindowError, RestoreError
+from pausepoint.errors import (
+    CaptureError,
+    InternalError,
+    PitrNotYetRestorableError,
+    PitrWindowError,
+    RestoreError,
+)
 from pausepoint.secrets import SecretRef
 
 if TYPE_CHECKING:
@@ -86,6 +92,11 @@ class StoreConfigBase(BaseModel):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="unique within the site")
     kind: str
+
+    def store_mode(self) -> str | None:
+        """The registry mode this config selects (a kind with ``modes`` overrides it, e.g.
+        postgres ``pitr: wal``); None: the kind's plain entry."""
+        return None
 
     def retarget(self, overrides: Mapping[str, Any]) -> StoreConfigBase:
         """This config with a restore target's ``overrides`` applied, validated (raises
@@ -143,11 +154,11 @@ class CaptureDetails(BaseModel):
         return self.model_dump().items()
 
 
-def _details_model(kind: str) -> type[CaptureDetails]:
+def _details_model(kind: str, method: str | None = None) -> type[CaptureDetails]:
     from pausepoint.stores import registry  # the registry imports this module
 
     entry = registry.find(kind)
-    return entry.details if entry is not None else CaptureDetails
+    return entry.details_of(method) if entry is not None else CaptureDetails
 
 
 class StoreCapture(BaseModel):
@@ -180,7 +191,8 @@ class StoreCapture(BaseModel):
         kind = info.data.get("kind")
         if not isinstance(kind, str):
             return handler(value)
-        model = _details_model(kind)
+        method = info.data.get("method")
+        model = _details_model(kind, method if isinstance(method, str) else None)
         if isinstance(value, CaptureDetails) and not isinstance(value, model):
             value = value.model_dump()
         if not value:
@@ -595,7 +607,7 @@ class Store(ABC, Generic[C]):
         into it. RestoreError when it does not fit."""
         from pausepoint.stores import registry
 
-        model = registry.get(self.kind).details
+        model = registry.get(self.kind).details_of(capture.method)
         details: Any = capture.details
         if isinstance(details, model):
             return details
@@ -620,8 +632,9 @@ class Store(ABC, Generic[C]):
         return None
 
     def check_restorable(self, capture: StoreCapture) -> None:
-        """Before any change: refuse a point the store can no longer restore (its time is
-        outside the restorable window), naming the window."""
+        """Before any change: refuse a point the store cannot restore now, naming the window:
+        not yet (its time is after the latest restorable time: PitrNotYetRestorableError) or
+        no longer (before the earliest: PitrWindowError)."""
         at = capture.pitr_timestamp
         if at is None:
             return
@@ -629,6 +642,14 @@ class Store(ABC, Generic[C]):
         if window is None:
             return
         oldest, newest = window
+        if at > newest and at >= oldest:
+            raise PitrNotYetRestorableError(
+                f"store {self.name}: the restore point's time {at.isoformat()} is not restorable "
+                f"yet: the store's latest restorable time is {newest.isoformat()} (restorable "
+                f"window {oldest.isoformat()} .. {newest.isoformat()}); nothing was changed. "
+                "Wait until the store's archive has passed the point (`pausepoint points list` "
+                "says when a point is restorable), or pick an earlier point."
+            )
         if not oldest <= at <= newest:
             raise PitrWindowError(
                 f"store {self.name}: the restore point's time {at.isoformat()} is outside the "

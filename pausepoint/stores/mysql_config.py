@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pausepoint.secrets import SecretRef
 from pausepoint.stores.base import CaptureDetails, StoreConfigBase
@@ -33,6 +34,39 @@ class MysqlConfig(StoreConfigBase):
         ),
     )
 
+    # --- point-in-time recovery (pitr: binlog); docs/stores.md ----------------------------
+    pitr: Literal["binlog"] | None = Field(
+        None,
+        description=(
+            "binlog: nothing is copied per backup; a restore loads a base dump and replays the "
+            "archived binary logs up to the point's time (one-second steps)"
+        ),
+    )
+    archive_dir: str | None = Field(
+        None,
+        description=(
+            "pitr: binlog: where pausepoint keeps base dumps (<archive_dir>/base) and the "
+            "binary logs it fetches from the server (<archive_dir>/binlog); absolute"
+        ),
+    )
+    base_dump_max_age_s: int = Field(
+        86_400, ge=60, description="pitr: binlog: preflight takes a new base dump when older"
+    )
+
+    @model_validator(mode="after")
+    def _pitr_settings(self) -> MysqlConfig:
+        if self.pitr == "binlog" and not self.archive_dir:
+            raise ValueError(
+                "pitr: binlog needs archive_dir: where base dumps and fetched binary logs are "
+                "kept (see docs/stores.md)"
+            )
+        if self.archive_dir is not None and not Path(self.archive_dir).is_absolute():
+            raise ValueError("archive_dir must be an absolute path")
+        return self
+
+    def store_mode(self) -> str | None:
+        return self.pitr
+
 
 class MysqlCaptureDetails(CaptureDetails):
     """What a MySQL/MariaDB capture records for its restore (``StoreCapture.details``). Points
@@ -43,3 +77,12 @@ class MysqlCaptureDetails(CaptureDetails):
     gzip_level: int = 0
     uncompressed_bytes: int = 0
     snapshot_signal: str = ""
+
+
+class MysqlBinlogDetails(CaptureDetails):
+    """What a ``pitr: binlog`` capture records: the databases and the SOURCE's archive."""
+
+    databases: list[str] = Field(min_length=1)
+    archive_dir: str
+    server_version: str = ""
+    base_dump: str | None = None  # the base dump the point will replay from, when known

@@ -35,8 +35,12 @@ from pydantic import Field, TypeAdapter
 from pausepoint.errors import StoreKindError
 from pausepoint.stores.base import CaptureDetails, Store, StoreConfigBase
 from pausepoint.stores.cosmos.config import CosmosCaptureDetails, CosmosConfig
-from pausepoint.stores.mysql_config import MysqlCaptureDetails, MysqlConfig
-from pausepoint.stores.postgres_config import PostgresCaptureDetails, PostgresConfig
+from pausepoint.stores.mysql_config import MysqlBinlogDetails, MysqlCaptureDetails, MysqlConfig
+from pausepoint.stores.postgres_config import (
+    PostgresCaptureDetails,
+    PostgresConfig,
+    PostgresWalDetails,
+)
 from pausepoint.stores.scalardb_layout import ScalarDbHooks, StoreNamespaces
 
 if TYPE_CHECKING:
@@ -73,6 +77,20 @@ LocationsFn = Callable[..., "frozenset[Location]"]  # (config, *, as_target, whe
 
 
 @dataclass(frozen=True)
+class StoreMode:
+    """A variant of a kind chosen by a setting of its config (``StoreConfigBase.store_mode()``,
+    e.g. postgres ``pitr: wal``): its own store class, capabilities and capture details. Its
+    captures carry ``method``, which is how a manifest's details are read back into ``details``.
+    """
+
+    name: str  # the value store_mode() returns
+    store: str  # "package.module:Class", imported lazily
+    method: str  # StoreCapture.method of its captures
+    capabilities: Capabilities
+    details: type[CaptureDetails]
+
+
+@dataclass(frozen=True)
 class StoreKind:
     """One store kind (see the module's docstring)."""
 
@@ -83,6 +101,7 @@ class StoreKind:
     capabilities: Capabilities = field(default_factory=Capabilities)
     details: type[CaptureDetails] = CaptureDetails
     scalardb: ScalarDbHooks | None = None
+    modes: tuple[StoreMode, ...] = ()
 
     def __post_init__(self) -> None:
         declared = self.config.model_fields["kind"].default
@@ -90,14 +109,40 @@ class StoreKind:
             raise StoreKindError(
                 f"store kind {self.kind!r}: its config model says kind {declared!r}"
             )
-        if ":" not in self.store:
+        if any(":" not in s for s in (self.store, *(m.store for m in self.modes))):
             raise StoreKindError(f"store kind {self.kind!r}: store must be 'module:Class'")
 
-    def store_class(self) -> type[Store]:
-        module, _, name = self.store.partition(":")
+    def mode(self, config: StoreConfigBase | None) -> StoreMode | None:
+        """The mode a config selects (None: the kind's plain entry)."""
+        name = config.store_mode() if config is not None else None
+        if name is None:
+            return None
+        for m in self.modes:
+            if m.name == name:
+                return m
+        raise StoreKindError(
+            f"store kind {self.kind!r} has no mode {name!r}; its modes: "
+            f"{', '.join(m.name for m in self.modes) or 'none'}"
+        )
+
+    def capabilities_of(self, config: StoreConfigBase) -> Capabilities:
+        m = self.mode(config)
+        return m.capabilities if m is not None else self.capabilities
+
+    def details_of(self, method: str | None) -> type[CaptureDetails]:
+        """The details model of a capture made with ``method`` (a mode's, or the kind's)."""
+        for m in self.modes:
+            if m.method == method:
+                return m.details
+        return self.details
+
+    def store_class(self, config: StoreConfigBase | None = None) -> type[Store]:
+        m = self.mode(config)
+        path = m.store if m is not None else self.store
+        module, _, name = path.partition(":")
         cls = getattr(importlib.import_module(module), name)
         if not (isinstance(cls, type) and issubclass(cls, Store)):
-            raise StoreKindError(f"store kind {self.kind!r}: {self.store} is not a Store class")
+            raise StoreKindError(f"store kind {self.kind!r}: {path} is not a Store class")
         return cls
 
 
@@ -182,6 +227,23 @@ BUILTIN: tuple[StoreKind, ...] = (
         scalardb=ScalarDbHooks(
             _postgres_namespaces, "pausepoint.stores.scalardb_sql:PostgresScalarDbSql"
         ),
+        modes=(
+            # pitr: wal: base backups + archived WAL, replayed into a NEW server (docs/stores.md)
+            StoreMode(
+                name="wal",
+                store="pausepoint.stores.postgres_wal:PostgresWalStore",
+                method="pitr-wal",
+                capabilities=Capabilities(
+                    capture="pitr",
+                    pitr_granularity_ms=1,  # commit timestamps are microseconds
+                    # A replay to a time is consistent, but only a pause makes that time the
+                    # captured (fingerprinted) state: even a site in this one store pauses.
+                    transactional=False,
+                    restore_modes=frozenset({"side_by_side"}),
+                ),
+                details=PostgresWalDetails,
+            ),
+        ),
     ),
     StoreKind(
         kind="mysql",
@@ -191,6 +253,20 @@ BUILTIN: tuple[StoreKind, ...] = (
         details=MysqlCaptureDetails,
         scalardb=ScalarDbHooks(
             _mysql_namespaces, "pausepoint.stores.scalardb_sql:MysqlScalarDbSql"
+        ),
+        modes=(
+            # pitr: binlog: a base dump + fetched binary logs, replayed by time (docs/stores.md)
+            StoreMode(
+                name="binlog",
+                store="pausepoint.stores.mysql.binlog:MysqlBinlogStore",
+                method="pitr-binlog",
+                # Whole seconds: without a pause the second holds writes on both sides of the
+                # point, so even a site in this one store pauses (for at least a second).
+                capabilities=Capabilities(
+                    capture="pitr", pitr_granularity_ms=1000, transactional=False
+                ),
+                details=MysqlBinlogDetails,
+            ),
         ),
     ),
     StoreKind(
@@ -298,11 +374,24 @@ def store_class(kind: str) -> type[Store]:
 
 
 def open_store(config: StoreConfigBase, resolve: Any) -> Store:
-    return of(config).store_class()(config, resolve)
+    return of(config).store_class(config)(config, resolve)
 
 
 def capabilities(config: StoreConfigBase) -> Capabilities:
-    return of(config).capabilities
+    """What this store can do: its kind's, or the mode its config selects (``pitr: wal``)."""
+    return of(config).capabilities_of(config)
+
+
+def capture_capabilities(kind: str, method: str | None) -> Capabilities | None:
+    """The capabilities a capture was made with (its kind, or the mode of its ``method``);
+    None for a kind not registered here."""
+    entry = find(kind)
+    if entry is None:
+        return None
+    for m in entry.modes:
+        if m.method == method:
+            return m.capabilities
+    return entry.capabilities
 
 
 def locations(
