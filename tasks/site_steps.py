@@ -27,4 +27,5 @@ def connect(site: Site) -> tuple[GrpcAdminClient, SecretResolver, Catalog]:
     """The admin client (TLS per component), the secret resolver and the catalog of a site."""
     from tasks._step import secret_resolver
 
-    return admin_client(site), secret_resolver(), open_catalog(site.catalog)
+    resolver = secret_resolver()
+    return admin_client(site), resolver, open_catalog(site.catalog, resolver)
