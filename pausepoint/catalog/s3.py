@@ -559,12 +559,26 @@ class S3Driver(CatalogDriver):
         with self._lock:
             done = set(self._uploaded)
         todo = []
-        for path in sorted(p for p in top.rglob("*") if p.is_file()):
-            key = f"{prefix}/{path.relative_to(top).as_posix()}"
-            if key not in done:
-                todo.append((path, key))
+        # os.walk, not rglob: it skips what vanishes meanwhile (another driver of this catalog
+        # on this machine publishing the same point: two runs racing to register it).
+        for dirpath, _dirs, files in os.walk(top):
+            for name in files:
+                path = Path(dirpath, name)
+                key = f"{prefix}/{path.relative_to(top).as_posix()}"
+                if key not in done:
+                    todo.append((path, key))
+
+        def one(path: Path, key: str) -> None:
+            try:
+                self.upload_file(path, key)
+            except CatalogError:
+                if path.exists():
+                    raise
+                # gone with the other publisher's cleanup; the artifact check that follows
+                # publish finds it missing if nobody uploaded it
+
         with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="s3-publish") as pool:
-            list(pool.map(lambda pk: self.upload_file(*pk), todo))
+            list(pool.map(lambda pk: one(*pk), sorted(todo)))
         shutil.rmtree(top, ignore_errors=True)
         with self._lock:
             self._uploaded = {k for k in self._uploaded if not k.startswith(prefix + "/")}

@@ -45,12 +45,11 @@ S3_BUCKET = "pausepoint-contract"
 S3_PART_MIB = 5  # S3's smallest part: a 48 MiB artifact is ten parts
 
 
-def s3_config(tmp: Path, **overrides: object):
-    """Settings of an S3 catalog on the test endpoint, private to ``tmp`` (its own prefix)."""
-    from pausepoint.catalog.config import S3CatalogConfig
-
+def s3_settings(tmp: Path, **overrides: object) -> dict[str, Any]:
+    """The site file's ``catalog:`` of an S3 catalog on the test endpoint, private to ``tmp``
+    (its own prefix and spool)."""
     tag = hashlib.sha256(str(tmp).encode()).hexdigest()[:16]
-    settings: dict[str, object] = {
+    return {
         "driver": "s3",
         "bucket": S3_BUCKET,
         "prefix": f"contract/{tag}",
@@ -66,7 +65,13 @@ def s3_config(tmp: Path, **overrides: object):
         },
         **overrides,
     }
-    return S3CatalogConfig.model_validate(settings)
+
+
+def s3_config(tmp: Path, **overrides: object):
+    """``s3_settings`` validated: the driver's settings model."""
+    from pausepoint.catalog.config import S3CatalogConfig
+
+    return S3CatalogConfig.model_validate(s3_settings(tmp, **overrides))
 
 
 def ensure_bucket(driver: CatalogDriver) -> None:
@@ -185,3 +190,50 @@ def write_half_then_die(make: Callable[[Path], CatalogDriver], tmp: Path, key: s
         for _ in range(8):
             out.write(b"x" * (1 << 20))
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --- registrations racing (tests/integration/test_s3catalog.py) --------------------------------
+
+
+def restore_point(site: str, point_id: str, artifacts: list[Any], version: str) -> Any:
+    """A minimal restore point of one PostgreSQL store holding ``artifacts``."""
+    from pausepoint.catalog.manifest import ComponentRecord, PauseWindowRecord, RestorePoint
+    from pausepoint.stores.base import StoreCapture
+
+    t0 = datetime(2026, 11, 28, 0, 31, 19, tzinfo=UTC)
+    capture = StoreCapture(name="pg", kind="postgres", method="pg_dump", artifacts=artifacts)
+    return RestorePoint(
+        id=point_id,
+        site=site,
+        created_at=t0,
+        pausepoint_version=version,
+        window=PauseWindowRecord(
+            start=t0, end=t0, mid=t0, hold_ms=0, drain_ms=0, unpause_ms=0, write_stall_ms=0
+        ),
+        components={"ledger": ComponentRecord(targets=[], stores=[capture])},
+    )
+
+
+def race_registrations(
+    make: Callable[[Path], CatalogDriver],
+    tmp: Path,
+    site: str,
+    points: list[tuple[str, list[Any]]],
+    me: str,
+    barrier: Any,
+    results: Any,
+) -> None:
+    """For each (point id, artifacts): wait for every racer, then register it as ``me``."""
+    from pausepoint.catalog import PendingPoint, layout
+    from pausepoint.errors import CatalogError
+
+    catalog = Catalog(make(tmp))
+    for point_id, artifacts in points:
+        staging = catalog.driver.staging_dir(layout.point_key(site, point_id))
+        pending = PendingPoint(site, point_id, staging)
+        barrier.wait()
+        try:
+            catalog.register(pending, restore_point(site, point_id, artifacts, me))
+            results.put((point_id, me, "won"))
+        except CatalogError as exc:  # a conflict, or found registered already
+            results.put((point_id, me, f"lost: {exc}"))
