@@ -50,7 +50,7 @@ def drill(request: DrillRequest) -> dict:
     # A drill always replaces its scratch databases: they hold the previous drill.
     target = load_target(request.target_file).model_copy(update={"replace": True})
     where = check_scratch(site, target)  # before the catalog or any database is touched
-    catalog = open_catalog(site.catalog)
+    catalog = open_catalog(site.catalog, secret_resolver())
     point = pick_newest_point(catalog, site)
     started = datetime.now(UTC)
     checks: list[Check] = []

@@ -20,6 +20,7 @@ from pausepoint.catalog import open_catalog
 from pausepoint.errors import CatalogError
 from pausepoint.requests import PruneRequest
 from pausepoint.retention import Policy, PruneReport
+from tasks._step import secret_resolver
 from tasks.prune_steps import (
     delete_old_leases,
     delete_points,
@@ -34,7 +35,7 @@ from tasks.site_steps import load_site
 def prune(request: PruneRequest) -> dict:
     """Prune the site's catalog; returns what was kept, deleted and swept, each with why."""
     site = load_site(request.site_file)
-    catalog = open_catalog(site.catalog)
+    catalog = open_catalog(site.catalog, secret_resolver())  # a remote catalog's credentials
     policy = Policy(keep_last=request.keep_last, keep_daily_days=request.keep_daily_days)
     planned, unreadable = plan_retention(catalog, site, policy)
     report = PruneReport(site.site, request.dry_run, planned, unreadable=unreadable)

@@ -45,7 +45,6 @@ from pausepoint.stores.base import (
     CaptureContext,
     CaptureHandle,
     CaptureWindow,
-    LocalStagingSink,
     PreparedCapture,
     Store,
     StoreCapture,
@@ -503,7 +502,7 @@ class BackupRun:
         self.pending = self.catalog.begin_point(self.site.site)
         for slot in self.slots:
             slot.ctx = CaptureContext(
-                sink=LocalStagingSink(self.pending.store_dir(slot.component, slot.store.name)),
+                sink=self.catalog.artifact_sink(self.pending, slot.component, slot.store.name),
                 point_id=self.pending.id,
                 site=self.site.site,
                 component=slot.component,

@@ -56,7 +56,9 @@ class SecretError(ConfigError):
 class CredentialsError(SecretError):
     """Cloud credentials a store or catalog needs (``pausepoint.credentials``) cannot be made:
     an AWS profile that the config files do not have, or a Prefect credentials block whose
-    fields are incomplete. The message names the credentials (never a secret) and the fix."""
+    fields are incomplete; or the cloud refuses them (an unknown access key, a wrong secret,
+    an expired session: the S3 catalog). The message names the credentials (never a secret)
+    and the fix."""
 
 
 class InlineSecretError(ConfigError):

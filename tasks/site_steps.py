@@ -28,4 +28,4 @@ def connect(site: Site) -> tuple[GrpcAdminClient, SecretResolver, Catalog]:
     from tasks._step import secret_resolver
 
     resolver = secret_resolver()
-    return admin_client(site, resolver), resolver, open_catalog(site.catalog)
+    return admin_client(site, resolver), resolver, open_catalog(site.catalog, resolver)

@@ -109,6 +109,16 @@ def moto(servers_dir: Path):
     yield from _serve(moto_server.start_moto, servers_dir / "moto")
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint(moto):
+    """moto's S3 for the S3 catalog driver (tests/support/catalog_drivers.py: ``s3_driver``,
+    ``s3_config``), in this process and in the processes it spawns."""
+    from tests.support.catalog_drivers import use_s3_endpoint
+
+    with use_s3_endpoint(moto):
+        yield moto
+
+
 # --- ScalarDL Ledger harness (harness/ledger.py) ----------------------------------------------
 
 

@@ -14,6 +14,7 @@ from pausepoint.catalog.lease import Lease, LeaseState
 from pausepoint.catalog.local import LocalDriver
 from pausepoint.catalog.manifest import RestorePoint
 from pausepoint.catalog.registry import CatalogConfig, open_driver
+from pausepoint.secrets import SecretResolver
 
 __all__ = [
     "ArtifactWriter",
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 
-def open_catalog(settings: CatalogConfigBase) -> Catalog:
-    """The catalog a site's settings describe, over the driver they name."""
-    return Catalog(open_driver(settings))
+def open_catalog(settings: CatalogConfigBase, resolve: SecretResolver | None = None) -> Catalog:
+    """The catalog a site's settings describe, over the driver they name. ``resolve`` is the
+    run's SecretResolver (a remote catalog's credentials); without it, the environment's."""
+    return Catalog(open_driver(settings, resolve))

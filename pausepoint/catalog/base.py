@@ -40,6 +40,7 @@ from pausepoint.errors import (
     LeaseError,
     RestorePointNotFoundError,
 )
+from pausepoint.stores.base import ArtifactSink
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +339,13 @@ class Catalog:
         key = self._artifact_key(pending.site, pending.id, component, store, path)
         return self.driver.open_write(key)
 
+    def artifact_sink(self, pending: PendingPoint, component: str, store: str) -> ArtifactSink:
+        """The sink one store's capture writes its artifacts into (``CaptureContext.sink``):
+        the staging directory (local driver), or streams into the catalog (a remote one)."""
+        local = pending.store_dir(component, store)
+        key = layout.store_key(pending.site, pending.id, component, store)
+        return self.driver.artifact_sink(key, local)
+
     def open_artifact(
         self, site: str, point_id: str, component: str, store: str, path: str
     ) -> AbstractContextManager[BinaryIO]:
@@ -400,12 +408,13 @@ class Catalog:
         older_than: timedelta = timedelta(hours=24),
         now: datetime | None = None,
         dry_run: bool = False,
-    ) -> list[Path]:
+    ) -> list[Path | str]:
         """Delete point directories without a manifest that have been idle for ``older_than``.
 
         Idle means: neither the id's start time nor any file in it is newer. A backup still
         copying keeps writing, so make ``older_than`` longer than the slowest capture's pauses.
-        Returns the directories removed (with ``dry_run``: those it would remove, untouched).
+        Returns the directories removed (with ``dry_run``: those it would remove, untouched):
+        local paths, or the driver's locations (s3:// URLs) for a remote catalog.
         """
         return self._sweep(site, self.staged_ids(site), older_than, now, dry_run)
 
@@ -416,7 +425,7 @@ class Catalog:
         now: datetime | None = None,
         idle: timedelta = STAGING_IDLE,
         dry_run: bool = False,
-    ) -> list[Path]:
+    ) -> list[Path | str]:
         """Delete the staging of backups that are provably gone, without waiting 24 hours.
 
         Every point directory without a manifest whose id is NOT in ``live_point_ids`` and in
@@ -435,21 +444,32 @@ class Catalog:
         idle: timedelta,
         now: datetime | None,
         dry_run: bool,
-    ) -> list[Path]:
+    ) -> list[Path | str]:
         now = now or datetime.now(UTC)
-        swept: list[Path] = []
+        swept: list[Path | str] = []
         for point_id in point_ids:
             if self.driver.exists(layout.manifest_key(site, point_id)):
                 continue
             key = layout.point_key(site, point_id)
             files = self.driver.list_files(key)
-            last = max([layout.point_id_time(point_id), *(f.modified for f in files)])
+            last = max(
+                [
+                    layout.point_id_time(point_id),
+                    *(f.modified for f in files),
+                    *self.driver.pending_writes(key),
+                ]
+            )
             if now - last < idle:
                 continue
             # Re-check: a backup may have registered while we looked.
             if self.driver.exists(layout.manifest_key(site, point_id)):
                 continue
-            path = self.point_dir(site, point_id)
+            # Named, never fetched: a remote driver's fetch_dir would download it.
+            path: Path | str = (
+                self.point_dir(site, point_id)
+                if self.driver.fetches_in_place
+                else self.driver.location(key)
+            )
             if dry_run:
                 swept.append(path)
                 continue

@@ -32,7 +32,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
+
+if TYPE_CHECKING:
+    from pausepoint.stores.base import ArtifactSink
 
 CHUNK = 1 << 20  # what streaming reads and hashing take at a time
 
@@ -108,6 +111,22 @@ class CatalogDriver(ABC):
     @abstractmethod
     def publish(self, prefix: str) -> None:
         """Make every staged file under ``prefix`` durable in the catalog."""
+
+    def artifact_sink(self, prefix: str, local_dir: Path) -> ArtifactSink:
+        """Where one store's capture writes its artifacts (keys under ``prefix``).
+
+        ``local_dir`` is the store's part of ``staging_dir``: the local driver writes there in
+        place; a remote driver streams what a kind writes through ``open`` straight to the
+        catalog and uses ``local_dir`` only for what a tool must write as a local file."""
+        from pausepoint.stores.base import LocalStagingSink  # stores.base imports no catalog
+
+        return LocalStagingSink(local_dir)
+
+    def pending_writes(self, prefix: str) -> list[datetime]:
+        """When each write still under way below ``prefix`` began, for writes a listing does
+        not show yet (an object store's unfinished multipart uploads). A sweep counts them as
+        activity; the local driver's are visible files already."""
+        return []
 
     @abstractmethod
     def fetch_dir(self, prefix: str) -> Path:

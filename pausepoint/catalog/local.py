@@ -107,8 +107,8 @@ class LocalDriver(CatalogDriver):
         self.root = Path(root)
 
     @classmethod
-    def from_config(cls, config: LocalCatalogConfig) -> LocalDriver:
-        return cls(config.path)
+    def from_config(cls, config: LocalCatalogConfig, resolve: object = None) -> LocalDriver:
+        return cls(config.path)  # a directory needs no credentials
 
     def __repr__(self) -> str:
         return f"LocalDriver({str(self.root)!r})"

@@ -1,10 +1,10 @@
 """Catalog drivers by name: the one place a new driver is added.
 
 An entry pairs the site file's settings model (``driver: <name>``, validated when the site is
-loaded) with the driver class, imported only when a catalog is opened. Adding the S3 driver is
-its module (``pausepoint/catalog/s3.py``: the class, with ``from_config``), its settings model
+loaded) with the driver class, imported only when a catalog is opened. A driver is its
+module (``pausepoint/catalog/s3.py``: the class, with ``from_config``), its settings model
 (``config.py``), one entry below and an adapter in the contract suite
-(``tests/contract/test_catalog_driver_contract.py``).
+(``tests/support/catalog_drivers.py``).
 """
 
 from __future__ import annotations
@@ -15,26 +15,32 @@ from typing import Annotated, Any, Union
 
 from pydantic import BeforeValidator, Field
 
-from pausepoint.catalog.config import CatalogConfigBase, LocalCatalogConfig
+from pausepoint.catalog.config import CatalogConfigBase, LocalCatalogConfig, S3CatalogConfig
 from pausepoint.catalog.driver import CatalogDriver
 from pausepoint.errors import ConfigError
+from pausepoint.secrets import SecretResolver
 
 
 @dataclass(frozen=True)
 class DriverEntry:
     name: str  # the value of ``driver:`` in the site file
     config: type[CatalogConfigBase]
-    driver: str  # "module:Class"; the class has ``from_config(config) -> driver``
+    # "module:Class"; the class has ``from_config(config, resolve) -> driver`` (``resolve``: the
+    # run's SecretResolver, for credentials given by reference)
+    driver: str
 
-    def open(self, config: CatalogConfigBase) -> CatalogDriver:
+    def open(
+        self, config: CatalogConfigBase, resolve: SecretResolver | None = None
+    ) -> CatalogDriver:
         module, _, name = self.driver.partition(":")
         cls = getattr(importlib.import_module(module), name)
-        driver: CatalogDriver = cls.from_config(config)
+        driver: CatalogDriver = cls.from_config(config, resolve or SecretResolver())
         return driver
 
 
 DRIVERS: tuple[DriverEntry, ...] = (
     DriverEntry("local", LocalCatalogConfig, "pausepoint.catalog.local:LocalDriver"),
+    DriverEntry("s3", S3CatalogConfig, "pausepoint.catalog.s3:S3Driver"),
 )
 _BY_NAME = {e.name: e for e in DRIVERS}
 _BY_CONFIG = {e.config: e for e in DRIVERS}
@@ -75,6 +81,7 @@ def entry_for(config: CatalogConfigBase) -> DriverEntry:
         ) from None
 
 
-def open_driver(config: CatalogConfigBase) -> CatalogDriver:
-    """The driver the settings name, its module imported now."""
-    return entry_for(config).open(config)
+def open_driver(config: CatalogConfigBase, resolve: SecretResolver | None = None) -> CatalogDriver:
+    """The driver the settings name, its module imported now. ``resolve`` resolves the secret
+    references of its credentials (default: the environment only, no Prefect blocks)."""
+    return entry_for(config).open(config, resolve)

@@ -1,5 +1,8 @@
 """The contract every catalog driver passes (pausepoint/catalog/driver.py), over each adapter of
-tests/support/catalog_drivers.py. A new driver (S3) is done when its adapter passes this suite.
+tests/support/catalog_drivers.py. A new driver is done when its adapter passes this suite.
+The S3 adapter runs on moto's server (loopback): it proves the calls, their conditions and
+their order; that S3 itself makes conditional writes atomic under true concurrency, and checks
+the SHA-256 sent with each part, no local endpoint can prove (moto stores a wrong checksum).
 
 What is tested: conditional writes (create-if-absent, replace-if-unchanged) including racing
 threads and processes; streaming write and read of a large artifact with its sha256 and without
@@ -43,6 +46,8 @@ MiB = 1 << 20
 
 @pytest.fixture(params=ADAPTERS, ids=lambda a: a.name)
 def adapter(request) -> DriverAdapter:
+    if request.param.fixture is not None:
+        request.getfixturevalue(request.param.fixture)  # its server, started once
     return request.param
 
 

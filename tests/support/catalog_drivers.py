@@ -9,9 +9,11 @@ The workers below run in those processes; they stay here so a spawned child can 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,13 +27,93 @@ from pausepoint.errors import CatalogConflictError, LeaseError
 class DriverAdapter:
     name: str
     make: Callable[[Path], CatalogDriver]  # a fresh driver over a private place under the path
+    fixture: str | None = None  # a fixture the driver needs (its server), requested first
 
 
 def local_driver(tmp: Path) -> CatalogDriver:
     return LocalDriver(tmp / "catalog")
 
 
-ADAPTERS = [DriverAdapter("local", local_driver)]
+# --- S3 on moto's server ------------------------------------------------------------------------
+
+# The endpoint reaches spawned racers through the environment (``use_s3_endpoint``); the keys
+# too, by reference, as a site file gives them.
+S3_ENDPOINT_ENV = "PAUSEPOINT_TEST_S3_ENDPOINT"
+S3_KEY_ENV = "PAUSEPOINT_TEST_S3_KEY_ID"
+S3_SECRET_ENV = "PAUSEPOINT_TEST_S3_SECRET"
+S3_BUCKET = "pausepoint-contract"
+S3_PART_MIB = 5  # S3's smallest part: a 48 MiB artifact is ten parts
+
+
+def s3_settings(tmp: Path, **overrides: object) -> dict[str, Any]:
+    """The site file's ``catalog:`` of an S3 catalog on the test endpoint, private to ``tmp``
+    (its own prefix and spool)."""
+    tag = hashlib.sha256(str(tmp).encode()).hexdigest()[:16]
+    return {
+        "driver": "s3",
+        "bucket": S3_BUCKET,
+        "prefix": f"contract/{tag}",
+        "region": "us-east-1",
+        "endpoint_url": os.environ[S3_ENDPOINT_ENV],
+        "addressing_style": "path",
+        "part_size_mib": S3_PART_MIB,
+        "spool_dir": str(tmp / "s3-spool"),
+        "credentials": {
+            "source": "keys",
+            "access_key_id": {"env": S3_KEY_ENV},
+            "secret_access_key": {"env": S3_SECRET_ENV},
+        },
+        **overrides,
+    }
+
+
+def s3_config(tmp: Path, **overrides: object):
+    """``s3_settings`` validated: the driver's settings model."""
+    from pausepoint.catalog.config import S3CatalogConfig
+
+    return S3CatalogConfig.model_validate(s3_settings(tmp, **overrides))
+
+
+def ensure_bucket(driver: CatalogDriver) -> None:
+    """Create the driver's bucket unless it exists (another test may have reset moto)."""
+    client = driver._client  # type: ignore[attr-defined]
+    try:
+        client.head_bucket(Bucket=driver.bucket)  # type: ignore[attr-defined]
+    except Exception:
+        client.create_bucket(Bucket=driver.bucket)  # type: ignore[attr-defined]
+
+
+def s3_driver(tmp: Path) -> CatalogDriver:
+    from pausepoint.catalog.s3 import S3Driver
+
+    driver = S3Driver.from_config(s3_config(tmp))
+    ensure_bucket(driver)
+    return driver
+
+
+@contextmanager
+def use_s3_endpoint(moto: Any) -> Iterator[None]:
+    """Point ``s3_driver`` (in this process and in the racers it spawns) at moto's server."""
+    from harness.moto_server import ACCESS_KEY, SECRET_KEY
+
+    saved = {k: os.environ.get(k) for k in (S3_ENDPOINT_ENV, S3_KEY_ENV, S3_SECRET_ENV)}
+    os.environ.update(
+        {S3_ENDPOINT_ENV: moto.endpoint, S3_KEY_ENV: ACCESS_KEY, S3_SECRET_ENV: SECRET_KEY}
+    )
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+ADAPTERS = [
+    DriverAdapter("local", local_driver),
+    DriverAdapter("s3", s3_driver, fixture="s3_endpoint"),
+]
 
 
 # --- workers (run in threads or spawned processes) --------------------------------------------
@@ -108,3 +190,50 @@ def write_half_then_die(make: Callable[[Path], CatalogDriver], tmp: Path, key: s
         for _ in range(8):
             out.write(b"x" * (1 << 20))
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --- registrations racing (tests/integration/test_s3catalog.py) --------------------------------
+
+
+def restore_point(site: str, point_id: str, artifacts: list[Any], version: str) -> Any:
+    """A minimal restore point of one PostgreSQL store holding ``artifacts``."""
+    from pausepoint.catalog.manifest import ComponentRecord, PauseWindowRecord, RestorePoint
+    from pausepoint.stores.base import StoreCapture
+
+    t0 = datetime(2026, 11, 28, 0, 31, 19, tzinfo=UTC)
+    capture = StoreCapture(name="pg", kind="postgres", method="pg_dump", artifacts=artifacts)
+    return RestorePoint(
+        id=point_id,
+        site=site,
+        created_at=t0,
+        pausepoint_version=version,
+        window=PauseWindowRecord(
+            start=t0, end=t0, mid=t0, hold_ms=0, drain_ms=0, unpause_ms=0, write_stall_ms=0
+        ),
+        components={"ledger": ComponentRecord(targets=[], stores=[capture])},
+    )
+
+
+def race_registrations(
+    make: Callable[[Path], CatalogDriver],
+    tmp: Path,
+    site: str,
+    points: list[tuple[str, list[Any]]],
+    me: str,
+    barrier: Any,
+    results: Any,
+) -> None:
+    """For each (point id, artifacts): wait for every racer, then register it as ``me``."""
+    from pausepoint.catalog import PendingPoint, layout
+    from pausepoint.errors import CatalogError
+
+    catalog = Catalog(make(tmp))
+    for point_id, artifacts in points:
+        staging = catalog.driver.staging_dir(layout.point_key(site, point_id))
+        pending = PendingPoint(site, point_id, staging)
+        barrier.wait()
+        try:
+            catalog.register(pending, restore_point(site, point_id, artifacts, me))
+            results.put((point_id, me, "won"))
+        except CatalogError as exc:  # a conflict, or found registered already
+            results.put((point_id, me, f"lost: {exc}"))

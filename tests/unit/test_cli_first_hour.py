@@ -132,8 +132,11 @@ def test_points_list_has_a_header_and_aligned_columns_and_json(site, tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0].split() == [
         "POINT", "MID-TIME", "(UTC)", "STALL", "ms", "COMPONENTS", "STORES", "SIZE", "MB",
+        "RESTORABLE",
     ]  # fmt: skip
     assert len(lines) == 4
+    # Snapshot points have no point-in-time store to ask: "-" (pausepoint.readiness).
+    assert {line.split()[-1] for line in lines[1:]} == {"-"}
     # Columns aligned: each header starts where its values start (left) or ends where they end.
     assert {line.index("2026-11-28") for line in lines[1:]} == {lines[0].index("MID-TIME")}
     assert {line.index(" ledger+auditor") for line in lines[1:]} == {lines[0].index(" COMPONENTS")}

@@ -78,8 +78,8 @@ def test_catalog_absolute_path_is_kept(tmp_path):
     ("catalog", "expected"),
     [
         ({"driver": "ftp", "path": "x"}, "catalog: catalog driver 'ftp' is not known; use one of"),
-        ({"driver": "local"}, "catalog.path: is required"),
-        ({"driver": "local", "path": "x", "bucket": "b"}, "catalog.bucket: is not a known"),
+        ({"driver": "local"}, "catalog.local.path: is required"),
+        ({"driver": "local", "path": "x", "bucket": "b"}, "catalog.local.bucket: is not a known"),
         ("catalog", "catalog: should be a mapping"),
     ],
 )
