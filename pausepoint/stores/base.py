@@ -36,6 +36,8 @@ Restore, per store (every hook but ``restore`` has a no-op default for snapshot 
                                                    state; a long restore records its steps in
                                                    ``journal`` and resumes from them
     store.reapply_settings(capture)                settings a provider's restore resets
+    store.restore_report(capture)                  what the operator switches to (a new
+                                                   endpoint, new tables), for the report
     store.fingerprint(tables)                      of the live database, compared afterwards
 
 ``capture`` and ``open_capture`` also take a bare ``Path`` (a local staging directory), as
@@ -653,6 +655,12 @@ class Store(ABC, Generic[C]):
     def reapply_settings(self, capture: StoreCapture) -> None:
         """After restore, before fingerprints: re-apply what a provider's restore resets
         (a snapshot kind restores everything itself: nothing to do)."""
+
+    def restore_report(self, capture: StoreCapture) -> str | None:
+        """After restore and settings: what the restore made that the operator switches the
+        site to (a provider's new endpoint, new table names), for the restore report; None
+        when the restore wrote where the target config says (snapshot kinds)."""
+        return None
 
     @abstractmethod
     def fingerprint(

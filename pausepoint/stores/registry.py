@@ -31,6 +31,7 @@ from pydantic import Field, TypeAdapter
 
 from pausepoint.errors import StoreKindError
 from pausepoint.stores.base import CaptureDetails, Store, StoreConfigBase
+from pausepoint.stores.dynamodb.config import DynamoCaptureDetails, DynamoConfig
 from pausepoint.stores.mysql_config import MysqlCaptureDetails, MysqlConfig
 from pausepoint.stores.postgres_config import PostgresCaptureDetails, PostgresConfig
 
@@ -120,6 +121,24 @@ def _mysql_locations(
     return server_locations(cfg, names, as_target=as_target, where=where, resolve=resolve)
 
 
+def _dynamodb_locations(
+    cfg: DynamoConfig, *, as_target: bool, where: str | None = None, resolve: Resolver | None = None
+) -> frozenset[Location]:
+    from pausepoint.locations import Location
+
+    # Every table of a namespace under the prefix: the same prefix in the same account and
+    # region is the same place (the account is not known offline: equal regions count as one).
+    server = cfg.server("dynamodb")
+    return frozenset(
+        Location(
+            server,
+            f"{cfg.table_prefix}{ns}.*".casefold(),
+            f"dynamodb {cfg.region} {cfg.table_prefix}{ns}.*",
+        )
+        for ns in cfg.all_namespaces
+    )
+
+
 BUILTIN: tuple[StoreKind, ...] = (
     StoreKind(
         kind="postgres",
@@ -134,6 +153,15 @@ BUILTIN: tuple[StoreKind, ...] = (
         store="pausepoint.stores.mysql.store:MysqlStore",
         locations=_mysql_locations,
         details=MysqlCaptureDetails,
+    ),
+    StoreKind(
+        kind="dynamodb",
+        config=DynamoConfig,
+        store="pausepoint.stores.dynamodb.store:DynamoStore",
+        locations=_dynamodb_locations,
+        # DynamoDB restores to the second; a table alone is not a consistent ScalarDB snapshot.
+        capabilities=Capabilities(capture="pitr", pitr_granularity_ms=1000, transactional=False),
+        details=DynamoCaptureDetails,
     ),
 )
 
