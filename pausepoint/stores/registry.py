@@ -34,6 +34,7 @@ from pausepoint.stores.base import CaptureDetails, Store, StoreConfigBase
 from pausepoint.stores.dynamodb.config import DynamoCaptureDetails, DynamoConfig
 from pausepoint.stores.mysql_config import MysqlCaptureDetails, MysqlConfig
 from pausepoint.stores.postgres_config import PostgresCaptureDetails, PostgresConfig
+from pausepoint.stores.rds.config import RdsCaptureDetails, RdsConfig
 
 if TYPE_CHECKING:
     from pausepoint.locations import Location, Resolver
@@ -139,6 +140,21 @@ def _dynamodb_locations(
     )
 
 
+def _rds_locations(
+    cfg: RdsConfig, *, as_target: bool, where: str | None = None, resolve: Resolver | None = None
+) -> frozenset[Location]:
+    from pausepoint.locations import Location
+
+    # RDS identifiers are unique per account and region (and case-insensitive). A target
+    # without restore_as would write over the source: it counts as the source's place.
+    names = [cfg.source]
+    if as_target and cfg.restore_as:
+        names = [cfg.restore_as] + ([cfg.cluster_instance] if cfg.is_cluster else [])
+    return frozenset(
+        Location(cfg.server("rds"), n.casefold(), f"rds {cfg.region} {n}") for n in names
+    )
+
+
 BUILTIN: tuple[StoreKind, ...] = (
     StoreKind(
         kind="postgres",
@@ -162,6 +178,17 @@ BUILTIN: tuple[StoreKind, ...] = (
         # DynamoDB restores to the second; a table alone is not a consistent ScalarDB snapshot.
         capabilities=Capabilities(capture="pitr", pitr_granularity_ms=1000, transactional=False),
         details=DynamoCaptureDetails,
+    ),
+    StoreKind(
+        kind="rds",
+        config=RdsConfig,
+        store="pausepoint.stores.rds.store:RdsStore",
+        locations=_rds_locations,
+        # RDS restores to the second, always into a new instance or cluster.
+        capabilities=Capabilities(
+            capture="pitr", pitr_granularity_ms=1000, restore_modes=frozenset({"side_by_side"})
+        ),
+        details=RdsCaptureDetails,
     ),
 )
 

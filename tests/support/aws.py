@@ -193,3 +193,20 @@ class FileJournal(StoreJournal):
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"step": step, "data": dict(data or {})}))
         tmp.replace(self.path)
+
+
+def age_rds(client: Any, seconds: float = 3600) -> None:
+    """RDS answers as for an instance/cluster created ``seconds`` ago whose latest restorable
+    time is now (moto's sources are as old as the test)."""
+
+    def rewrite(parsed: Any, **_: Any) -> None:
+        now = datetime.now(UTC)
+        for inst in parsed.get("DBInstances", []):
+            inst["InstanceCreateTime"] = now - timedelta(seconds=seconds)
+            inst["LatestRestorableTime"] = now
+        for c in parsed.get("DBClusters", []):
+            c["EarliestRestorableTime"] = now - timedelta(seconds=seconds)
+            c["LatestRestorableTime"] = now
+
+    client.meta.events.register("after-call.rds.DescribeDBInstances", rewrite)
+    client.meta.events.register("after-call.rds.DescribeDBClusters", rewrite)
