@@ -53,7 +53,7 @@ pytestmark = pytest.mark.integration
 
 _n = itertools.count()
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = ("scalar.asset", "scalar.asset_metadata", "coordinator.state")
+TABLES = ("scalar.asset", "scalar.asset_metadata", "coordinator.state", "scalardb.metadata")
 
 
 class Site:
@@ -124,8 +124,12 @@ class Site:
         items = self.ddb.scan(TableName=self.name(key, prefix))["Items"]
         return sorted(items, key=lambda i: i["id"]["S"])
 
+    def tables(self) -> list[str]:
+        pages = self.ddb.get_paginator("list_tables").paginate()
+        return [n for page in pages for n in page["TableNames"]]
+
     def exists(self, name: str) -> bool:
-        return name in self.ddb.list_tables()["TableNames"]
+        return name in self.tables()
 
     def config(self, **settings) -> DynamoConfig:
         return DynamoConfig.model_validate(
@@ -180,7 +184,7 @@ def test_check_lists_the_tables_and_their_common_window(site):
     """The coordinator's table is part of the store by default; the window is the overlap of
     every table's (moto's: the moment PITR was turned on, moved to now by the test)."""
     facts = site.store().check()
-    assert facts["tables"] == 3
+    assert facts["tables"] == len(TABLES)
     assert datetime.fromisoformat(facts["restorable_from"]) <= datetime.now(UTC)
 
 
@@ -452,7 +456,7 @@ def test_throttling_is_retried_with_backoff_then_reported(site):
     the error says so and names max_attempts. Not provable here: AWS's real throttling rates."""
     store = site.store(max_attempts=4)
     seen = throttle(store.aws.client("dynamodb"), "ListTables", times=3)
-    assert store.check()["tables"] == 3
+    assert store.check()["tables"] == len(TABLES)
     assert len(seen) >= 4  # three throttled attempts, then the one that went through
     stuck = site.store(max_attempts=2)
     seen = throttle(stuck.aws.client("dynamodb"), "ListTables", times=100)
@@ -576,3 +580,32 @@ def test_a_deleted_source_without_our_backup_is_refused(site, tmp_path):
     site.ddb.delete_table(TableName=site.name("scalar.asset_metadata"))
     with pytest.raises(RestoreError, match="does not exist any more"):
         site.store(table_prefix="y_").check_restorable(cap)
+
+
+def test_scalardbs_own_tables_are_found_and_restored_side_by_side(moto, scalardl_tools, tmp_path):
+    """ScalarDB's schema loader (its DynamoDB adapter pointed at moto's server) makes the
+    Ledger's tables, the coordinator's and its metadata table under a namespace prefix, with
+    PITR on and auto scaling registered; the store finds exactly those, records their auto
+    scaling, and a side-by-side restore brings every table back under the new prefix with its
+    auto scaling re-registered. Not provable here: that the items are the point's (moto)."""
+    from harness.scalardb_dynamo import create_ledger_tables
+
+    prefix = f"sdb{os.getpid()}_"
+    create_ledger_tables(moto.endpoint, prefix, tmp_path / "schema")
+    s = Site(moto, prefix)
+    facts = s.store().check()
+    names = [n for n in s.tables() if n.startswith(prefix)]
+    assert facts["tables"] == len(names) == 10  # 8 Ledger tables, coordinator, metadata
+    cap = capture(s.store(), tmp_path / "cap")
+    keys = {t.key for t in cap.details.tables}
+    assert {"coordinator.state", "scalardb.metadata", "scalar.asset", "scalar.tx_state"} <= keys
+    asset = next(t for t in cap.details.tables if t.key == "scalar.asset")
+    assert len(asset.scalable_targets) == 2 and len(asset.scaling_policies) == 2
+
+    restore(s.store(table_prefix=f"{prefix}r_"), cap, tmp_path / "cap")
+    restored = sorted(n for n in s.tables() if n.startswith(f"{prefix}r_"))
+    assert restored == sorted(f"{prefix}r_{k}" for k in keys)
+    targets = s.scaling.describe_scalable_targets(
+        ServiceNamespace="dynamodb", ResourceIds=[f"table/{prefix}r_scalar.asset"]
+    )["ScalableTargets"]
+    assert len(targets) == 2

@@ -34,6 +34,13 @@ class DynamoConfig(AwsStoreConfig):
         description="ScalarDB's coordinator namespace (its table 'state'); null when another "
         "store holds it",
     )
+    metadata_namespace: str | None = Field(
+        "scalardb",
+        pattern=NAMESPACE,
+        description="ScalarDB's table metadata namespace (its table 'metadata'; ScalarDB's "
+        "scalar.db.dynamo.table_metadata.namespace): restored with the tables so ScalarDB "
+        "finds them under a new prefix; null when another store of the site holds it",
+    )
     table_prefix: str = Field(
         "",
         pattern=PREFIX,
@@ -50,7 +57,7 @@ class DynamoConfig(AwsStoreConfig):
 
     @property
     def all_namespaces(self) -> list[str]:
-        extra = [self.coordinator_namespace] if self.coordinator_namespace else []
+        extra = [n for n in (self.coordinator_namespace, self.metadata_namespace) if n]
         return list(dict.fromkeys([*self.namespaces, *extra]))
 
     def retarget(self, overrides: Mapping[str, Any]) -> DynamoConfig:
