@@ -247,6 +247,10 @@ class SqliteLogStore(Store[SqliteLogConfig]):
         with sqlite3.connect(self._db) as conn:
             conn.execute(f"PRAGMA user_version = {int(details.user_version)}")
 
+    def restore_report(self, capture: StoreCapture) -> str | None:
+        """Where the restore wrote (as a provider's restore names its new endpoint)."""
+        return f"database {self._db} rebuilt from the change log up to {capture.pitr_timestamp}"
+
     def fingerprint(
         self, tables: list[str] | None = None, method: str | None = None
     ) -> Fingerprint:
