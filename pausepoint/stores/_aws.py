@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -80,11 +80,6 @@ class AwsStoreConfig(StoreConfigBase):
     wait_timeout_s: int = Field(
         6 * 3600, ge=1, description="how long one step (a table or instance restore) may take"
     )
-
-    def retarget(self, overrides: Mapping[str, Any]) -> StoreConfigBase:
-        # Only what was written: the credentials model refuses settings of other sources,
-        # and a full dump would list them all (as None).
-        return type(self).model_validate({**self.model_dump(exclude_unset=True), **overrides})
 
     def server(self, service: str) -> str:
         """The provider place of a location: the same service, region and endpoint is one."""
