@@ -48,10 +48,12 @@ def restore_and_check(
     checks.append(("targets ready", True, f"{len(run.slots)} stores{replaced}"))
     _all_or_worst([restore_store.submit(run, s) for s in run.slots])
     checks.append(("restored", True, f"{len(run.slots)} stores"))
-    # What a store's restore made that the operator switches to (a new endpoint, new tables).
-    checks += [
-        (f"restored {s.component}/{s.store.name}", True, s.report) for s in run.slots if s.report
-    ]
+    for s in run.slots:
+        # A kind that restores into a NEW account or instance says where: the user switches
+        # ScalarDB/ScalarDL to it.
+        where = ", ".join(f"{k} {v}" for k, v in s.store.restored_to().items() if v)
+        if where:
+            checks.append((f"restored into {s.component}/{s.store.name}", True, where))
     _all_or_worst([verify_store.submit(run, s) for s in run.slots])
     for s in run.slots:
         ok = not s.fingerprint_problems

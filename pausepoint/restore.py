@@ -343,7 +343,6 @@ class RestoreSlot:
     place: TargetPlace | None = None
     fingerprint_problems: list[str] = field(default_factory=list)
     journal: StoreJournal | None = None  # this store's part of the run's restore journal
-    report: str | None = None  # what the restore made that the operator switches to (endpoint)
 
 
 @dataclass
@@ -507,7 +506,6 @@ class RestoreRun:
             journal=slot.journal,
         )
         slot.store.reapply_settings(slot.capture)
-        slot.report = slot.store.restore_report(slot.capture)
         if self.journal is not None:
             self.journal.finish(slot.store.name)
 

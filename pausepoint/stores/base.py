@@ -36,8 +36,6 @@ Restore, per store (every hook but ``restore`` has a no-op default for snapshot 
                                                    state; a long restore records its steps in
                                                    ``journal`` and resumes from them
     store.reapply_settings(capture)                settings a provider's restore resets
-    store.restore_report(capture)                  what the operator switches to (a new
-                                                   endpoint, new tables), for the report
     store.fingerprint(tables)                      of the live database, compared afterwards
 
 ``capture`` and ``open_capture`` also take a bare ``Path`` (a local staging directory), as
@@ -494,6 +492,13 @@ class Store(ABC, Generic[C]):
     def check(self) -> dict[str, Any]:
         """Preflight: connect, check tools, versions and permissions. Returns facts to log."""
 
+    def check_pitr(self) -> dict[str, Any] | None:
+        """Preflight of a point-in-time kind: ask the store whether it can restore to a time
+        (log retention, backups, archiving on) and return those settings; raise
+        StoreCheckError naming the setting and its fix when it cannot. None: the kind has no
+        point-in-time settings (every snapshot kind; `pausepoint check` shows no line)."""
+        return None
+
     # --- capture: the shared ownership rules ------------------------------------------------
 
     def prepare_capture(self, ctx: CaptureContext | Path) -> PreparedCapture:
@@ -652,15 +657,15 @@ class Store(ABC, Generic[C]):
         step, resumes from it; others ignore it.
         """
 
+    def restored_to(self) -> dict[str, str]:
+        """After restore: where the data now is when that is not the target's configured
+        address (a kind that restores into a NEW account, instance or cluster reports its
+        name and endpoint here; the restore report shows it). Empty for the others."""
+        return {}
+
     def reapply_settings(self, capture: StoreCapture) -> None:
         """After restore, before fingerprints: re-apply what a provider's restore resets
         (a snapshot kind restores everything itself: nothing to do)."""
-
-    def restore_report(self, capture: StoreCapture) -> str | None:
-        """After restore and settings: what the restore made that the operator switches the
-        site to (a provider's new endpoint, new table names), for the restore report; None
-        when the restore wrote where the target config says (snapshot kinds)."""
-        return None
 
     @abstractmethod
     def fingerprint(

@@ -181,10 +181,14 @@ def restore(store: DynamoStore, cap: StoreCapture, workdir: Path, replace=False,
 
 
 def test_check_lists_the_tables_and_their_common_window(site):
-    """The coordinator's table is part of the store by default; the window is the overlap of
-    every table's (moto's: the moment PITR was turned on, moved to now by the test)."""
+    """The coordinator's and ScalarDB's metadata table are part of the store by default; the
+    window is the overlap of every table's (moto's: the moment PITR was turned on, moved by the
+    test as AWS would answer an hour later)."""
     facts = site.store().check()
     assert facts["tables"] == len(TABLES)
+    pitr = site.store().check_pitr()
+    assert pitr["pitr"] == f"on for {len(TABLES)} tables"
+    assert pitr["restorable_since"] <= pitr["restorable_until"]
     assert datetime.fromisoformat(facts["restorable_from"]) <= datetime.now(UTC)
 
 
@@ -192,7 +196,7 @@ def test_check_refuses_a_table_without_pitr(moto):
     s = Site(moto, f"pp{next(_n)}{os.getpid()}_")
     s.create(pitr_off=("scalar.asset_metadata",))
     with pytest.raises(StoreCheckError) as err:
-        s.store().check()
+        s.store().check_pitr()
     text = str(err.value)
     assert s.name("scalar.asset_metadata") in text and "update-continuous-backups" in text
     assert s.name("scalar.asset") + "," not in text  # only the table without PITR is named
@@ -272,8 +276,9 @@ def test_side_by_side_restores_each_table_at_the_point_and_leaves_the_originals(
         == 7
     )
     assert target.fingerprint() == site.store().fingerprint()
-    report = target.restore_report(cap)
-    assert report and f"namespace.prefix={site.prefix}r_" in report
+    where = target.restored_to()
+    assert where["ScalarDB setting"] == f"scalar.db.dynamo.namespace.prefix={site.prefix}r_"
+    assert where["tables"].startswith(f"{len(TABLES)} under prefix")
 
 
 def test_side_by_side_target_taken_is_refused_then_replaced(site, tmp_path):
@@ -359,8 +364,8 @@ def test_in_place_follows_scalardbs_procedure_in_order(site, tmp_path):
         site.ddb.describe_time_to_live(TableName=asset)["TimeToLiveDescription"]["TimeToLiveStatus"]
         == "ENABLED"
     )
-    report = target.restore_report(cap)
-    assert report and "in place" in report and "backup" in report
+    kept = target.restored_to()["alias backups kept"].split(", ")
+    assert len(kept) == len(TABLES) and all("/backup/" in arn for arn in kept)
 
 
 def test_in_place_needs_in_place_and_replace(site, tmp_path):

@@ -107,13 +107,18 @@ def test_check_reports_engine_retention_and_window(rds):
     name = rds.instance()
     facts = rds.store(instance=name).check()
     assert facts["server_version"].startswith("postgres") and facts["retention_days"] == 7
+    pitr = rds.store(instance=name).check_pitr()
+    assert (
+        pitr["automated backups"] == "7 days"
+        and pitr["restorable_since"] < facts["restorable_until"]
+    )
     assert facts["restorable_from"] < facts["restorable_until"]
 
 
 def test_check_refuses_automated_backups_off_and_short_retention(rds):
     off = rds.instance(retention=0)
     with pytest.raises(StoreCheckError, match=r"automated backups are off.*backup-retention"):
-        rds.store(instance=off).check()
+        rds.store(instance=off).check_pitr()
     rds.rds.delete_db_instance(DBInstanceIdentifier=off, SkipFinalSnapshot=True)
     short = rds.instance(retention=2)
     with pytest.raises(StoreCheckError, match="shorter than min_retention_days"):
@@ -141,11 +146,13 @@ def test_an_instance_is_restored_as_a_new_one_at_the_point_and_its_endpoint_repo
     # waited for: asked for its state after the call
     after = [op for _, op, _ in log.calls][log.ops().index("RestoreDBInstanceToPointInTime") :]
     assert "DescribeDBInstances" in after
-    report = target.restore_report(cap)
     endpoint = rds.rds.describe_db_instances(DBInstanceIdentifier=f"{name}-r")["DBInstances"][0][
         "Endpoint"
     ]
-    assert f"{endpoint['Address']}:{endpoint['Port']}" in report
+    assert target.restored_to() == {
+        "instance": f"{name}-r",
+        "endpoint": f"{endpoint['Address']}:{endpoint['Port']}",
+    }
 
 
 def test_an_aurora_cluster_is_restored_with_an_instance_in_it(rds, tmp_path):
@@ -169,8 +176,11 @@ def test_an_aurora_cluster_is_restored_with_an_instance_in_it(rds, tmp_path):
     between = ops[ops.index("RestoreDBClusterToPointInTime") : ops.index("CreateDBInstance")]
     assert "DescribeDBClusters" in between  # the cluster was waited for first
     cluster = rds.rds.describe_db_clusters(DBClusterIdentifier=f"{name}-r")["DBClusters"][0]
-    report = target.restore_report(cap)
-    assert cluster["Endpoint"] in report and cluster["ReaderEndpoint"] in report
+    assert target.restored_to() == {
+        "cluster": f"{name}-r",
+        "endpoint": f"{cluster['Endpoint']}:{cluster['Port']}",
+        "reader endpoint": cluster["ReaderEndpoint"],
+    }
 
 
 def test_a_taken_name_is_refused_before_anything_is_created(rds, tmp_path):

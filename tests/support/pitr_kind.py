@@ -247,9 +247,9 @@ class SqliteLogStore(Store[SqliteLogConfig]):
         with sqlite3.connect(self._db) as conn:
             conn.execute(f"PRAGMA user_version = {int(details.user_version)}")
 
-    def restore_report(self, capture: StoreCapture) -> str | None:
+    def restored_to(self) -> dict[str, str]:
         """Where the restore wrote (as a provider's restore names its new endpoint)."""
-        return f"database {self._db} rebuilt from the change log up to {capture.pitr_timestamp}"
+        return {"database": str(self._db)}
 
     def fingerprint(
         self, tables: list[str] | None = None, method: str | None = None

@@ -97,6 +97,15 @@ class DynamoStore(Store[DynamoConfig]):
                 "again"
             )
 
+    def check_pitr(self) -> dict[str, Any]:
+        """PITR on for every table, and the window they share now."""
+        facts = self.check()
+        return {
+            "pitr": f"on for {facts['tables']} tables",
+            "restorable_since": facts["restorable_from"],
+            "restorable_until": facts["restorable_until"],
+        }
+
     def check(self) -> dict[str, Any]:
         found = self._tables(StoreCheckError)
         settings = self._settings(found, StoreCheckError)
@@ -335,22 +344,19 @@ class DynamoStore(Store[DynamoConfig]):
         with bounded_pool(self.config.parallel_tables) as pool:
             list(pool.map(one, details.tables))
 
-    def restore_report(self, capture: StoreCapture) -> str | None:
-        details = self._details(capture)
-        names = [self._target_of(s) for s in details.tables]
-        at = capture.pitr_timestamp.isoformat() if capture.pitr_timestamp else "?"
-        if self.config.table_prefix == details.table_prefix:
-            kept = ", ".join(sorted(set(self._backups.values()))) or "see the AWS console"
-            return (
-                f"{len(names)} DynamoDB tables in {self.config.region} replaced in place by "
-                f"their state at {at} ({', '.join(names)}); the alias backups are kept "
-                f"({kept}): delete them once the restore is checked"
-            )
-        return (
-            f"{len(names)} DynamoDB tables in {self.config.region} restored at {at} under the "
-            f"prefix {self.config.table_prefix!r} ({', '.join(names)}); point ScalarDB at them "
-            f"with scalar.db.dynamo.namespace.prefix={self.config.table_prefix}"
-        )
+    def restored_to(self) -> dict[str, str]:
+        """Side by side: the new tables' prefix (ScalarDB is pointed at it); in place: the
+        alias backups kept (deleted by the operator once the restore is checked)."""
+        if not self._restored:
+            return {}
+        moved = {s: t for s, t in self._restored.items() if s != t}
+        if moved:
+            prefix = self.config.table_prefix
+            return {
+                "tables": f"{len(moved)} under prefix {prefix!r} in {self.config.region}",
+                "ScalarDB setting": f"scalar.db.dynamo.namespace.prefix={prefix}",
+            }
+        return {"alias backups kept": ", ".join(sorted(self._backups.values()))}
 
     def fingerprint(
         self, tables: list[str] | None = None, method: str | None = None

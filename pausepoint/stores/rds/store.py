@@ -162,6 +162,14 @@ class RdsStore(Store[RdsConfig]):
             )
         return src
 
+    def check_pitr(self) -> dict[str, Any]:
+        """Automated backups on (retention), and since when the source can be restored."""
+        facts = self.check()
+        return {
+            "automated backups": f"{facts['retention_days']} days",
+            "restorable_since": facts["restorable_from"],
+        }
+
     def check(self) -> dict[str, Any]:
         src = self._checked_source(StoreCheckError)
         earliest, latest = self._window(src, StoreCheckError)
@@ -432,17 +440,19 @@ class RdsStore(Store[RdsConfig]):
         e = i.get("Endpoint") or {}
         return {"host": e.get("Address"), "port": e.get("Port")}
 
-    def restore_report(self, capture: StoreCapture) -> str | None:
-        details = self._details(capture)
+    def restored_to(self) -> dict[str, str]:
+        """The new instance or cluster and its endpoint(s): the site is switched to them."""
+        cfg = self.config
+        if cfg.restore_as is None:
+            return {}
         e = self.endpoint()
-        at = capture.pitr_timestamp.isoformat() if capture.pitr_timestamp else "?"
-        what = "Aurora cluster" if self.config.is_cluster else "RDS instance"
-        reader = f", reader endpoint {e['reader']}" if e.get("reader") else ""
-        return (
-            f"new {what} {self.config.restore_as} ({details.engine}) restored from "
-            f"{details.source} at {at}: endpoint {e.get('host')}:{e.get('port')}{reader}; point "
-            "ScalarDB's scalar.db.contact_points (the JDBC URL) of the component at it"
-        )
+        out = {
+            "cluster" if cfg.is_cluster else "instance": cfg.restore_as,
+            "endpoint": f"{e.get('host')}:{e.get('port')}" if e.get("host") else "",
+        }
+        if e.get("reader"):
+            out["reader endpoint"] = str(e["reader"])
+        return out
 
     def fingerprint(
         self, tables: list[str] | None = None, method: str | None = None
