@@ -65,7 +65,13 @@ class _Credentials(BaseModel):
     def _settings_of_source(self) -> _Credentials:
         source: str = self.source  # type: ignore[attr-defined]
         required, optional = self._settings[source]
-        given = self.model_fields_set - {"source"}
+        # A setting at its default counts as not given, so a dumped model validates again
+        # (model_dump writes every field, None and defaults included).
+        given = {
+            f
+            for f in self.model_fields_set - {"source"}
+            if getattr(self, f) != type(self).model_fields[f].default
+        }
         foreign = sorted(given - required - optional)
         if foreign:
             takes = sorted(required | optional)

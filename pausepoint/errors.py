@@ -251,6 +251,12 @@ class TargetNotEmptyError(RestoreError):
     """The restore target already holds data and replacing it was not asked for."""
 
 
+class NameTakenError(RestoreError):
+    """A name a point-in-time restore must create is already used by something this restore
+    did not make (a DynamoDB alias table, an RDS instance or cluster identifier); nothing was
+    changed. The message names it: delete or rename it, or restore under another name."""
+
+
 class FingerprintMismatchError(RestoreError):
     """The restored data differs from what was captured."""
 

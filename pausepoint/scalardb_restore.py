@@ -24,6 +24,7 @@ does a table the metadata lists but the restore does not hold.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,8 @@ TX_COLUMNS = {"tx_id", "tx_state", "tx_version"}  # a transactional table has th
 RESOLVED = ("COMMITTED", "ABORTED")  # coordinator states lazy recovery acts on
 NO_STATE = "none"
 EXAMPLES = 3
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,12 @@ def check_transactions(
             if w in holders(views, ns)
         }
         sql = registry.scalardb_sql(slot.store)
+        if sql is None:  # a kind without SQL access here (DynamoDB, Cosmos DB): not checked
+            log.warning(
+                "store %s: its kind cannot read ScalarDB's transaction metadata here; not checked",
+                slot.store.name,
+            )
+            continue
         try:
             metadata = sql.metadata(view.restored_name(sdb.metadata_namespace))
         except RestoreError as exc:
@@ -243,10 +252,19 @@ def check_transactions(
     elif tx_ids:
         view = coordinators[0]
         sql = registry.scalardb_sql(by_view[id(view)].store)
-        try:
-            states = sql.coordinator_states(view.restored_name(sdb.coordinator_namespace), tx_ids)
-        except RestoreError as exc:
-            problems.append(str(exc))
+        if sql is None:
+            problems.append(
+                f"the coordinator namespace {sdb.coordinator_namespace!r} is on store "
+                f"{view.store!r}, whose kind cannot read it here: the states of "
+                f"{len(tx_ids)} pending transactions are unknown"
+            )
+        else:
+            try:
+                states = sql.coordinator_states(
+                    view.restored_name(sdb.coordinator_namespace), tx_ids
+                )
+            except RestoreError as exc:
+                problems.append(str(exc))
     groups: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for full, rows in records.items():
         for tx, state in rows:

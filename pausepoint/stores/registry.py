@@ -35,12 +35,14 @@ from pydantic import Field, TypeAdapter
 from pausepoint.errors import StoreKindError
 from pausepoint.stores.base import CaptureDetails, Store, StoreConfigBase
 from pausepoint.stores.cosmos.config import CosmosCaptureDetails, CosmosConfig
+from pausepoint.stores.dynamodb.config import DynamoCaptureDetails, DynamoConfig
 from pausepoint.stores.mysql_config import MysqlBinlogDetails, MysqlCaptureDetails, MysqlConfig
 from pausepoint.stores.postgres_config import (
     PostgresCaptureDetails,
     PostgresConfig,
     PostgresWalDetails,
 )
+from pausepoint.stores.rds.config import RdsCaptureDetails, RdsConfig
 from pausepoint.stores.scalardb_layout import ScalarDbHooks, StoreNamespaces
 
 if TYPE_CHECKING:
@@ -217,6 +219,74 @@ def _mysql_namespaces(
     )
 
 
+def _dynamodb_locations(
+    cfg: DynamoConfig, *, as_target: bool, where: str | None = None, resolve: Resolver | None = None
+) -> frozenset[Location]:
+    from pausepoint.locations import Location
+
+    # Every table of a namespace under the prefix: the same prefix in the same account and
+    # region is the same place (the account is not known offline: equal regions count as one).
+    server = cfg.server("dynamodb")
+    return frozenset(
+        Location(
+            server,
+            f"{cfg.table_prefix}{ns}.*".casefold(),
+            f"dynamodb {cfg.region} {cfg.table_prefix}{ns}.*",
+        )
+        for ns in cfg.all_namespaces
+    )
+
+
+def _rds_locations(
+    cfg: RdsConfig, *, as_target: bool, where: str | None = None, resolve: Resolver | None = None
+) -> frozenset[Location]:
+    from pausepoint.locations import Location
+
+    # RDS identifiers are unique per account and region (and case-insensitive). A target
+    # without restore_as would write over the source: it counts as the source's place.
+    names = [cfg.source]
+    if as_target and cfg.restore_as:
+        names = [cfg.restore_as] + ([cfg.cluster_instance] if cfg.is_cluster else [])
+    return frozenset(
+        Location(cfg.server("rds"), n.casefold(), f"rds {cfg.region} {n}") for n in names
+    )
+
+
+def _dynamodb_namespaces(
+    cfg: DynamoConfig, *, as_target: bool, resolve: Resolver | None = None
+) -> StoreNamespaces:
+    # ScalarDB on DynamoDB: a namespace is the tables <prefix><namespace>.*; a new table_prefix
+    # moves every table and renames no namespace (ScalarDB is given the prefix).
+    locs = _dynamodb_locations(cfg, as_target=as_target)
+    return StoreNamespaces(
+        store=cfg.name,
+        storage=frozenset({f"{cfg.server('dynamodb')}/{cfg.table_prefix}"}),
+        captured=frozenset(cfg.all_namespaces),
+        setting="namespaces",
+        unit="namespace (DynamoDB tables <table_prefix><namespace>.*)",
+        location_of=lambda ns: frozenset(
+            x for x in locs if x.database == f"{cfg.table_prefix}{ns}.*".casefold()
+        ),
+    )
+
+
+def _cosmos_namespaces(
+    cfg: CosmosConfig, *, as_target: bool, resolve: Resolver | None = None
+) -> StoreNamespaces:
+    # ScalarDB on Cosmos DB: a namespace is a database of the account (the metadata too); a
+    # restore goes to a new account under the same database names.
+    locs = _cosmos_locations(cfg, as_target=as_target)
+    account = (cfg.restore_as or cfg.account) if as_target else cfg.account
+    return StoreNamespaces(
+        store=cfg.name,
+        storage=frozenset({f"cosmos:{cfg.subscription_id.lower()}/{account}"}),
+        captured=frozenset(cfg.databases),
+        setting="databases",
+        unit="database of the Cosmos DB account",
+        location_of=lambda ns: frozenset(x for x in locs if x.database == ns.casefold()),
+    )
+
+
 BUILTIN: tuple[StoreKind, ...] = (
     StoreKind(
         kind="postgres",
@@ -283,6 +353,28 @@ BUILTIN: tuple[StoreKind, ...] = (
             restore_modes=frozenset({"side_by_side"}),
         ),
         details=CosmosCaptureDetails,
+        scalardb=ScalarDbHooks(_cosmos_namespaces),
+    ),
+    StoreKind(
+        kind="dynamodb",
+        config=DynamoConfig,
+        store="pausepoint.stores.dynamodb.store:DynamoStore",
+        locations=_dynamodb_locations,
+        # DynamoDB restores to the second; a table alone is not a consistent ScalarDB snapshot.
+        capabilities=Capabilities(capture="pitr", pitr_granularity_ms=1000, transactional=False),
+        details=DynamoCaptureDetails,
+        scalardb=ScalarDbHooks(_dynamodb_namespaces),
+    ),
+    StoreKind(
+        kind="rds",
+        config=RdsConfig,
+        store="pausepoint.stores.rds.store:RdsStore",
+        locations=_rds_locations,
+        # RDS restores to the second, always into a new instance or cluster.
+        capabilities=Capabilities(
+            capture="pitr", pitr_granularity_ms=1000, restore_modes=frozenset({"side_by_side"})
+        ),
+        details=RdsCaptureDetails,
     ),
 )
 
@@ -418,4 +510,5 @@ def scalardb_namespaces(
 def scalardb_sql(store: Store) -> Any:
     """The SQL access to ScalarDB's tables of an open store (None: its kind has none)."""
     hooks = get(store.config.kind).scalardb
-    return None if hooks is None else hooks.sql_class()(store)
+    cls = None if hooks is None else hooks.sql_class()
+    return None if cls is None else cls(store)

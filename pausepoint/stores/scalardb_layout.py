@@ -59,10 +59,13 @@ class ScalarDbHooks:
     imported only when a restore reads them)."""
 
     namespaces: NamespacesFn
-    sql: str
+    sql: str | None = None  # None: the kind has no SQL access (no data-plane client here)
 
     def sql_class(self) -> Any:
         import importlib
+
+        if self.sql is None:
+            return None
 
         module, _, name = self.sql.partition(":")
         return getattr(importlib.import_module(module), name)

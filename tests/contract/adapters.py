@@ -70,6 +70,23 @@ class StoreAdapter(ABC):
     variants: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
     # SQL changes of typed rows that the fingerprint must see (format key {db}: the database).
     changes: ClassVar[list[str]] = []
+    # What this kind cannot show in the suite, and why (feature -> reason); a test that needs
+    # a feature skips with the reason (``needs``). Features: "exact_point" (a restore holds
+    # exactly the captured snapshot, not the state at restore time), "capture_fingerprint"
+    # (the capture records the data's fingerprint), "fingerprint" (the live data's), "rows",
+    # "empty_target" (an existing empty target is restored into without --replace),
+    # "server_snapshot" (the open snapshot holds a server connection), "tools" (dump tools,
+    # bin_dir), "password", "in_place" (a restore over a live location),
+    # "in_place_by_default" (no target entry means in place).
+    lacks: ClassVar[dict[str, str]] = {}
+
+    def needs(self, *features: str) -> None:
+        for feature in features:
+            if feature in self.lacks:
+                pytest.skip(f"{self.kind}: {self.lacks[feature]}")
+
+    def has(self, feature: str) -> bool:
+        return feature not in self.lacks
 
     def __init__(self, request: pytest.FixtureRequest):
         self._request = request
@@ -616,3 +633,7 @@ class MysqlAdapter(StoreAdapter):
 
 # The kinds the suite runs for: a new kind adds its adapter here.
 ADAPTERS: dict[str, type[StoreAdapter]] = {a.kind: a for a in (PostgresAdapter, MysqlAdapter)}
+
+from tests.contract.aws_adapters import DynamoAdapter, RdsAdapter  # noqa: E402 (uses the above)
+
+ADAPTERS.update({a.kind: a for a in (DynamoAdapter, RdsAdapter)})

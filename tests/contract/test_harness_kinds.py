@@ -18,10 +18,12 @@ pytestmark = pytest.mark.integration
 def test_every_kind_has_a_contract_adapter():
     from tests.contract.adapters import ADAPTERS
 
-    assert set(KINDS) == set(ADAPTERS)
+    assert set(KINDS) <= set(ADAPTERS)  # cloud kinds have an adapter but no SQL server plumbing
 
 
 def test_server_plumbing_round_trip(adapter, tmp_path):
+    if adapter.kind not in KINDS:
+        pytest.skip(f"{adapter.kind}: a cloud kind; harness/kinds.py is the SQL servers' plumbing")
     kind = adapter.harness
     name, fresh = f"hk_{uuid.uuid4().hex[:8]}", f"hk_{uuid.uuid4().hex[:8]}"
     try:

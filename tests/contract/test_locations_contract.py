@@ -58,6 +58,7 @@ def prepared(tmp_path, adapter, stores: dict) -> RestoreRun:
 
 
 def test_a_restore_over_any_spelling_of_a_live_database_is_in_place(adapter, tmp_path, spelling):
+    adapter.needs("in_place")
     stores = {**elsewhere(adapter), LEDGER: adapter.spellings("ledger")[spelling]}
     run = prepared(tmp_path, adapter, stores)
     assert run.in_place  # known before validate: the flow takes the pause lock on it
@@ -67,6 +68,7 @@ def test_a_restore_over_any_spelling_of_a_live_database_is_in_place(adapter, tmp
 
 
 def test_a_restore_into_another_stores_live_database_is_in_place(adapter, tmp_path):
+    adapter.needs("in_place")
     stores = {**elsewhere(adapter), LEDGER: adapter.moved_to("ledger", "auditor")}
     run = prepared(tmp_path, adapter, stores)
     assert run.in_place
@@ -74,6 +76,7 @@ def test_a_restore_into_another_stores_live_database_is_in_place(adapter, tmp_pa
 
 
 def test_a_restore_without_a_target_is_in_place(adapter, tmp_path):
+    adapter.needs("in_place_by_default")
     run = prepared(tmp_path, adapter, {})
     run.validate()
     assert run.in_place and all(s.in_place for s in run.slots)
@@ -95,6 +98,7 @@ def test_two_stores_restored_into_one_database_are_refused(adapter, tmp_path):
 
 
 def test_a_drill_into_any_spelling_of_a_live_database_is_refused(adapter, spelling):
+    adapter.needs("in_place")
     stores = {**elsewhere(adapter), LEDGER: adapter.spellings("ledger")[spelling]}
     with pytest.raises(ScratchTargetError) as e:
         check_scratch_target(site_of(adapter), RestoreTarget(stores=stores))
@@ -110,6 +114,7 @@ def test_a_drill_elsewhere_passes(adapter):
 
 def test_every_spelling_is_the_live_location(adapter, spelling):
     """locations() itself: the spelt target shares a location with the live store."""
+    adapter.needs("in_place")
     (_, live_cfg), _ = site_of(adapter).stores()
     spelt = live_cfg.model_validate(
         {**live_cfg.model_dump(), **adapter.spellings("ledger")[spelling]}

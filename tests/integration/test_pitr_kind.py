@@ -153,6 +153,9 @@ def test_a_crashed_restore_resumes_from_its_recorded_step_and_reapplies_settings
     assert rows_of(tmp_path / "restored.db") == {"t": BEFORE}  # nothing written after the point
     assert user_version(tmp_path / "restored.db") == 42  # reset by the replay, re-applied
     assert all(ok for _, ok, _ in result["checks"]), result["checks"]
+    # where the store says it restored to is in the restore report's checks
+    reported = {name: detail for name, _, detail in result["checks"]}
+    assert reported["restored into ledger/ledger-pitr"] == f"database {tmp_path / 'restored.db'}"
     record = json.loads(journals[0].read_text())
     assert record["runs"] == 2 and record["stores"]["ledger-pitr"]["step"] == "done"
 

@@ -247,6 +247,10 @@ class SqliteLogStore(Store[SqliteLogConfig]):
         with sqlite3.connect(self._db) as conn:
             conn.execute(f"PRAGMA user_version = {int(details.user_version)}")
 
+    def restored_to(self) -> dict[str, str]:
+        """Where the restore wrote (as a provider's restore names its new endpoint)."""
+        return {"database": str(self._db)}
+
     def fingerprint(
         self, tables: list[str] | None = None, method: str | None = None
     ) -> Fingerprint:

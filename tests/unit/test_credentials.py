@@ -556,3 +556,25 @@ def test_a_store_config_never_quotes_inline_credentials_in_pydantics_text(creden
     with pytest.raises(ValidationError) as e:
         CloudKindConfig.model_validate({"name": "s", "secret_key": SECRET})
     assert SECRET not in everything_said(e.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"source": "default"},
+        {"source": "profile", "profile": "ops", "region": "eu-west-1"},
+        {"source": "keys", "access_key_id": {"env": "K"}, "secret_access_key": {"env": "S"}},
+        {
+            "source": "assume_role",
+            "role_arn": "arn:aws:iam::123456789012:role/pp",
+            "base": {"source": "profile", "profile": "ops"},
+        },
+        {"block": "aws-prod"},
+    ],
+)
+def test_aws_credentials_validate_again_from_their_own_dump(data):
+    """A store config is dumped and validated again (a restore target's retarget, a site
+    round trip): every field, None and defaults included, must not read as foreign settings."""
+    creds = AwsCredentials.model_validate(data)
+    assert AwsCredentials.model_validate(creds.model_dump()) == creds
+    assert AwsCredentials.model_validate(creds.model_dump(mode="json")) == creds

@@ -65,3 +65,19 @@ def test_store_kind_examples_are_valid():
             for _comp, store in site.stores():
                 if store.name in target.stores:
                     store.retarget(target.stores[store.name])
+
+
+def test_the_aws_examples_are_valid_and_restore_where_they_say():
+    """DynamoDB side by side leaves the live tables alone; in place is over them; RDS always
+    goes to a new instance or cluster."""
+    from pausepoint.restore import place_stores
+
+    examples = ROOT / "deployments/examples"
+    dynamo = load_site(examples / "site-dynamodb.yaml")
+    side = place_stores(dynamo, load_target(examples / "restore-target-dynamodb.yaml"), what="t")
+    assert not any(p.in_place for p in side)
+    over = load_target(examples / "restore-target-dynamodb-in-place.yaml")
+    assert all(p.in_place for p in place_stores(dynamo, over, what="t"))
+    rds = load_site(examples / "site-rds.yaml")
+    places = place_stores(rds, load_target(examples / "restore-target-rds.yaml"), what="t")
+    assert not any(p.in_place for p in places)

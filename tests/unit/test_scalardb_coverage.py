@@ -294,3 +294,48 @@ def test_records_the_coordinator_resolves_pass_and_orphans_fail():
 def test_an_unreadable_table_fails_the_check():
     check = ScalarDbCheck(component="ledger", tables=[], problems=["mbank.a missing"])
     assert not check.passed
+
+
+# --- the point-in-time kinds without SQL access -----------------------------------------------
+
+DYNAMO = {"kind": "dynamodb", "name": "ledger-ddb", "region": "eu-west-1", "table_prefix": "l_"}
+COSMOS = {
+    "kind": "cosmos",
+    "name": "ledger-cosmos",
+    "subscription_id": "00000000-0000-0000-0000-000000000001",
+    "resource_group": "rg",
+    "account": "scalardb-prod",
+    "location": "westus2",
+}
+
+
+@pytest.mark.parametrize(
+    ("store", "field", "unit"),
+    [(DYNAMO, "namespaces", "namespace (DynamoDB"), (COSMOS, "databases", "database of")],
+)
+def test_dynamodb_and_cosmos_stores_say_which_namespaces_they_hold(store, field, unit):
+    """The coverage preflight sees the namespaces, coordinator and metadata of these kinds
+    (their registry hooks), and names the setting to fix when one is missing."""
+    sdb = {"namespaces": ["scalar"]}
+    whole = {**store, field: ["scalar", "coordinator", "scalardb"]}
+    if store is DYNAMO:
+        whole = {**store, "namespaces": ["scalar"]}  # coordinator and scalardb by default
+    assert coverage_problems("ledger", site(whole, None, sdb).ledger) == []
+    lacking = {**store, field: ["scalar", "scalardb"]}
+    if store is DYNAMO:
+        lacking = {**store, "namespaces": ["scalar"], "coordinator_namespace": None}
+    problems = coverage_problems("ledger", site(lacking, None, sdb).ledger)
+    assert len(problems) == 1
+    assert "coordinator namespace 'coordinator'" in problems[0]
+    assert f"`{field}` of store {store['name']!r} (as a {unit}" in problems[0]
+    view = registry.scalardb_namespaces(
+        parse_site(
+            {
+                "site": "s",
+                "catalog": {"path": "c"},
+                "ledger": {"targets": {"static": ["127.0.0.1:1"]}, "stores": [whole]},
+            }
+        ).ledger.stores[0],
+        as_target=False,
+    )
+    assert view is not None and view.renamed == {}
