@@ -478,6 +478,8 @@ def _documented_examples() -> list[tuple[str, dict]]:
     found = []
     for block in section.split("```yaml\n")[1:]:
         text = block.split("```", 1)[0]
+        if not text.startswith("credentials:"):
+            continue  # another example in the section (the S3 catalog's settings)
         kind = "aws" if "access_key_id" in text else "azure"
         for chunk in text.split("\ncredentials:"):
             found.append(
