@@ -261,9 +261,19 @@ class Network:
             "link", "src", address)  # fmt: skip
         return host
 
-    def forward(self, port: int, target: tuple[str, int] | None = None) -> tuple[str, int]:
-        """Serve ``target`` (default 127.0.0.1:``port``) to the hosts at (address, port)."""
-        relay = _Relay((self.address, port), target or ("127.0.0.1", port))
+    def add_address(self, k: int) -> str:
+        """Another address of the test side, 127.100.N.``k``: a service of its own that one
+        host's route can be cut from (``Host.cut``) without cutting the others."""
+        address = f"127.100.{self.index}.{k}"
+        _ip("addr", "add", f"{address}/32", "dev", self.bridge)
+        return address
+
+    def forward(
+        self, port: int, target: tuple[str, int] | None = None, address: str | None = None
+    ) -> tuple[str, int]:
+        """Serve ``target`` (default 127.0.0.1:``port``) to the hosts at (``address`` or the
+        network's address, port)."""
+        relay = _Relay((address or self.address, port), target or ("127.0.0.1", port))
         relay.start()
         self.relays.append(relay)
         return relay.address
