@@ -2,7 +2,9 @@
 # Installs the database servers and client tools the integration tests and the demo run against:
 # PostgreSQL (server + pg_dump/pg_restore) and MariaDB (server + mariadb-dump/mariadb); and
 # Chromium (with a text font), which the end-to-end tests run headless against the Prefect UI;
-# gcc and libxxhash-dev, which build the MySQL fingerprint's C row sums (make native).
+# gcc and libxxhash-dev, which build the MySQL fingerprint's C row sums (make native);
+# openssh-server (sshd, ssh-keygen), which the tests start privately on loopback for the
+# cassandra store's ssh node executor (never as a system service).
 # Idempotent: installs only what is missing, runs `apt-get update` at most once, never prompts.
 # The test fixtures start their own private instances; this script never starts or configures
 # a system service.
@@ -19,12 +21,16 @@ declare -A wanted=(
   [mariadbd]=mariadb-server
   [mariadb-install-db]=mariadb-server
   [chromium]=chromium
+  [ssh]=openssh-client
+  [ssh-keygen]=openssh-client
+  [sshd]=openssh-server
 )
 
 have() {
   # initdb/postgres live outside PATH on Debian (/usr/lib/postgresql/<major>/bin).
   case "$1" in
     mariadbd) command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] ;;
+    sshd) command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }
@@ -49,7 +55,7 @@ if ! compgen -G "/usr/share/fonts/truetype/liberation/*.ttf" >/dev/null; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-servers: postgresql, mariadb, chromium, gcc and libxxhash-dev are already installed"
+  echo "install-servers: postgresql, mariadb, chromium, gcc, libxxhash-dev and openssh are already installed"
   exit 0
 fi
 

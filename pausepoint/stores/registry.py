@@ -31,6 +31,7 @@ from pydantic import Field, TypeAdapter
 
 from pausepoint.errors import StoreKindError
 from pausepoint.stores.base import CaptureDetails, Store, StoreConfigBase
+from pausepoint.stores.cassandra_config import CassandraCaptureDetails, CassandraConfig
 from pausepoint.stores.mysql_config import MysqlCaptureDetails, MysqlConfig
 from pausepoint.stores.postgres_config import PostgresCaptureDetails, PostgresConfig
 
@@ -120,6 +121,28 @@ def _mysql_locations(
     return server_locations(cfg, names, as_target=as_target, where=where, resolve=resolve)
 
 
+def _cassandra_locations(
+    cfg: CassandraConfig,
+    *,
+    as_target: bool,
+    where: str | None = None,
+    resolve: Resolver | None = None,
+) -> frozenset[Location]:
+    """Every keyspace on every node (its ring address) and every contact point, at the CQL
+    port: a restore writes each node's files."""
+    from pausepoint.locations import Location, servers, system_resolver
+
+    where = where or ("in the restore target" if as_target else "in the site file")
+    hosts = [n.address for n in cfg.nodes] + list(cfg.contact_points)
+    found: set[Location] = set()
+    for host in hosts:
+        for server in servers(host, cfg.port, store=cfg.name, where=where,
+                              resolve=resolve or system_resolver):  # fmt: skip
+            for ks in cfg.keyspaces:
+                found.add(Location(server, ks.casefold(), f"{host}:{cfg.port}/{ks}"))
+    return frozenset(found)
+
+
 BUILTIN: tuple[StoreKind, ...] = (
     StoreKind(
         kind="postgres",
@@ -134,6 +157,15 @@ BUILTIN: tuple[StoreKind, ...] = (
         store="pausepoint.stores.mysql.store:MysqlStore",
         locations=_mysql_locations,
         details=MysqlCaptureDetails,
+    ),
+    StoreKind(
+        kind="cassandra",
+        config=CassandraConfig,
+        store="pausepoint.stores.cassandra.store:CassandraStore",
+        locations=_cassandra_locations,
+        # Not transactional across nodes or partitions: every node is snapshotted in a pause.
+        capabilities=Capabilities(capture="snapshot", transactional=False),
+        details=CassandraCaptureDetails,
     ),
 )
 
