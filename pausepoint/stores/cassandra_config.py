@@ -97,6 +97,6 @@ class CassandraCaptureDetails(CaptureDetails):
     keyspaces: list[str]
     nodes: list[CapturedNode]
     table_ids: dict[str, str]  # "ks.table" -> the table id (uuid) at capture
-    schema: str = "schema.cql"  # CREATE statements of the keyspaces (with their table ids)
+    schema_file: str = "schema.cql"  # CREATE statements of the keyspaces (with their table ids)
     ring: str = "ring.json"  # token -> node of the whole ring, and the per-node tokens
     cassandra_version: str = ""

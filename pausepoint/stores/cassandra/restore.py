@@ -174,7 +174,7 @@ def _table_dirs(
         meta = cluster.metadata
         for ks in details.keyspaces:
             if ks not in meta.keyspaces:
-                session.execute(_keyspace_statement(source_dir / details.schema, ks))
+                session.execute(_keyspace_statement(source_dir / details.schema_file, ks))
         ids = store._table_ids(session)
         for key in sorted(details.table_ids):
             if key in ids:

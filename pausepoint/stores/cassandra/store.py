@@ -523,12 +523,13 @@ class CassandraStore(Store[CassandraConfig]):
         return artifacts, tables
 
     def _table_ids(self, session: Any) -> dict[str, str]:
-        rows = session.execute(
-            "SELECT keyspace_name, table_name, id FROM system_schema.tables "
-            "WHERE keyspace_name IN %s",
-            (tuple(self.config.keyspaces),),
-        )
-        return {f"{r[0]}.{r[1]}": str(r[2]) for r in rows}
+        out = {}
+        for ks in self.config.keyspaces:
+            rows = session.execute(
+                "SELECT table_name, id FROM system_schema.tables WHERE keyspace_name = %s", (ks,)
+            )
+            out.update({f"{ks}.{r[0]}": str(r[1]) for r in rows})
+        return out
 
     # --- restore (restore.py) ----------------------------------------------------------------
 
