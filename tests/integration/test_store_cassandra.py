@@ -240,7 +240,7 @@ def test_capture_through_ssh_executors(cassandra_cluster, bank, sshd, monkeypatc
     ssh = sshd.executor_settings(KEY_ENV)
     store = make_store(cassandra_cluster, bank.keyspaces, executors=[ssh] * 3)
     store.check()
-    capture, (fingerprint, _) = capture_in_window(store, bank, tmp_path / "c")
+    capture, (_fingerprint, _) = capture_in_window(store, bank, tmp_path / "c")
     assert (
         len({a.path.split("/")[1] for a in capture.artifacts if a.path.startswith("nodes/")}) == 3
     )
