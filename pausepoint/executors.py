@@ -6,7 +6,8 @@ A store whose work happens on the database's own machines (Cassandra: its snapsh
 - ``local``: the node is this machine; commands run as child processes.
 - ``ssh``: the system's OpenSSH client (no Python SSH library). The private key comes from a
   secret reference (``key: {env: VAR}`` or ``{block: NAME}``) and reaches ``ssh`` as
-  ``/dev/fd/N``, an anonymous memory file (never on a disk, never on a command line); the
+  ``/proc/<our pid>/fd/N``, an anonymous memory file of ours (never on a disk, never on a
+  command line); the
   server's host key is checked against the ``known_hosts`` file given (``StrictHostKeyChecking
   yes``: an unknown or changed host key refuses the connection); no agent, no user config.
 - ``kubernetes``: ``kubectl exec -i`` into the node's pod (container optional). Not exercised
@@ -19,6 +20,7 @@ Commands are argument lists; a remote executor quotes them for the remote shell.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from abc import ABC, abstractmethod
@@ -184,7 +186,7 @@ class SshExecutor(NodeExecutor):
         return [
             c.ssh,
             "-F", "/dev/null",  # no user or system config decides for us
-            "-i", self._key.path,
+            "-i", self._key_path(),
             "-o", "IdentitiesOnly=yes",
             "-o", "IdentityAgent=none",
             "-o", "BatchMode=yes",
@@ -202,8 +204,11 @@ class SshExecutor(NodeExecutor):
             shlex.join(command),
         ]  # fmt: skip
 
-    def _pass_fds(self) -> tuple[int, ...]:
-        return (self._key.fd,)
+    def _key_path(self) -> str:
+        # ssh closes every inherited descriptor above stderr before reading its identity file,
+        # so /dev/fd/N would be gone: it opens our own descriptor through /proc instead (same
+        # user; the memory file lives as long as this executor).
+        return f"/proc/{os.getpid()}/fd/{self._key.fd}"
 
     def close(self) -> None:
         self._key.close()
