@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -81,7 +82,7 @@ def test_ssh_executor_needs_its_known_hosts_and_keeps_the_key_off_the_command_li
         argv = ex._argv(["echo", "a b"])
         assert "PRIVATE-KEY-TEXT" not in " ".join(argv)
         key_path = argv[argv.index("-i") + 1]
-        assert open(key_path).read() == "PRIVATE-KEY-TEXT\n"
+        assert Path(key_path).read_text() == "PRIVATE-KEY-TEXT\n"
         assert os.stat(key_path).st_mode & 0o077 == 0
         assert argv[-1] == "echo 'a b'" and f"UserKnownHostsFile={known}" in argv
 
@@ -89,7 +90,7 @@ def test_ssh_executor_needs_its_known_hosts_and_keeps_the_key_off_the_command_li
 def test_local_executor_reports_a_failing_command_with_its_stderr():
     ex = LocalExecutor()
     assert ex.run(["sh", "-c", "cat"], input=b"x").stdout == b"x"
-    with pytest.raises(NodeCommandError, match="exit 2.*nope"):
+    with pytest.raises(NodeCommandError, match=r"exit 2.*nope"):
         ex.run(["sh", "-c", "echo nope >&2; exit 2"])
     with pytest.raises(NodeCommandError, match="cannot start"):
         ex.run(["/no/such/tool"])
