@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 UV := $(CURDIR)/.cache/bin/uv
 VENV := $(CURDIR)/.venv
 
-.PHONY: help setup servers scalardl native test test-unit lint demo bench proto clean
+.PHONY: help setup servers scalardl cassandra native test test-unit lint demo bench proto clean
 
 help:
 	@echo "make demo   - back up and restore a local site on real PostgreSQL and MariaDB"
@@ -46,11 +46,16 @@ native: $(ROWSUM)
 scalardl:
 	bash scripts/fetch-scalardl.sh
 
+# Cassandra 5.0 (pinned in harness/cassandra/pom.xml) and the cassandra store's JMX agent into
+# .cache/cassandra, once; offline afterwards (stamped by the pom's and the agent's sha256).
+cassandra:
+	bash scripts/fetch-cassandra.sh
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup servers native scalardl
+test: setup servers native scalardl cassandra
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
