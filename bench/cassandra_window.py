@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             bank.create(accounts=max(100, size // ROW_BYTES), payload=ROW_BYTES)
             for node in cluster.nodes:
-                cluster.nodetool(node, "flush", *bank.keyspaces)
+                for ks in bank.keyspaces:  # nodetool flush takes one keyspace (then tables)
+                    cluster.nodetool(node, "flush", ks)
             on_disk = data_bytes(cluster, bank.keyspaces)
             print(f"{size_text}: loaded in {time.monotonic() - t0:.0f} s, "
                   f"{on_disk / 1e6:.0f} MB on disk over 3 nodes", flush=True)  # fmt: skip
