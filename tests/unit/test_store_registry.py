@@ -65,17 +65,20 @@ def test_a_kind_registered_by_a_test_is_in_the_site_model_and_gone_after(tmp_pat
         assert isinstance(cfg, SqliteLogConfig) and cfg.path == str(tmp_path / "x.db")
         # the site dumps and reads back with each kind's own fields
         assert parse_site(site.model_dump(mode="json")) == site
-        with pytest.raises(ConfigError, match="use one of 'postgres', 'mysql', 'sqlitelog'"):
+        known = "'postgres', 'mysql', 'cassandra', 'sqlitelog'"
+        with pytest.raises(ConfigError, match=f"use one of {known}"):
             site_with({"kind": "oracle", "name": "o"})
         with pytest.raises(
-            ConfigError, match="a store needs 'kind:', one of: postgres, mysql, sqlitelog"
+            ConfigError,
+            match="a store needs 'kind:', one of: postgres, mysql, cassandra, sqlitelog",
         ):
             site_with({"name": "o"})
         with pytest.raises(ConfigError, match=r"ledger.stores.0.sqlitelog.path: is required"):
             site_with({"kind": "sqlitelog", "name": "lite"})
         assert isinstance(open_store(cfg, None), SqliteLogStore)
     with pytest.raises(
-        ConfigError, match=r"kind 'sqlitelog' is not known; use one of 'postgres', 'mysql'$"
+        ConfigError,
+        match=r"kind 'sqlitelog' is not known; use one of 'postgres', 'mysql', 'cassandra'$",
     ):
         site_with(store)
 
