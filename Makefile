@@ -15,7 +15,7 @@ BINDIR ?= /usr/local/bin
 LOGS := $(CURDIR)/var/log
 QUIETLY := bash $(CURDIR)/scripts/quietly.sh
 
-.PHONY: help setup servers scalardl scalar-admin scalardb-node native test test-unit lint demo demo-up install bench proto clean
+.PHONY: help setup servers scalardl scalar-admin scalardb-node cassandra native test test-unit lint demo demo-up install bench proto clean
 
 help:
 	@echo "make demo    - back up and restore a local site on real PostgreSQL and MariaDB"
@@ -60,11 +60,16 @@ scalar-admin:
 scalardb-node:
 	bash scripts/fetch-scalardb-node.sh
 
+# Cassandra 5.0 (pinned in harness/cassandra/pom.xml) and the cassandra store's JMX agent into
+# .cache/cassandra, once; offline afterwards (stamped by the pom's and the agent's sha256).
+cassandra:
+	bash scripts/fetch-cassandra.sh
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup servers native scalardl scalar-admin scalardb-node
+test: setup servers native scalardl scalar-admin scalardb-node cassandra
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 

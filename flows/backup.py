@@ -77,11 +77,12 @@ def _window(run: BackupRun, hold: int) -> list[BaseException]:
     opens = [open_capture.submit(run, slot) for slot in run.slots]
     verify = hold_and_verify.submit(run, hold)
     unpause = unpause_nodes.submit(run)
+    opened: set = set()  # the open steps known to have ended (wait's own answer)
     try:
         if not errors:  # a failed preparation pauses nothing: the window closes unopened
             pause_nodes(run)
             limit = run.site.pause.open_capture_timeout_ms / 1000
-            _, not_done = wait(opens, timeout=limit)
+            opened, not_done = wait(opens, timeout=limit)
             if not_done:
                 errors.append(
                     CaptureError(
@@ -96,7 +97,9 @@ def _window(run: BackupRun, hold: int) -> list[BaseException]:
     finally:
         if errors:
             run.signals.closing.set()
-        errors += results([*(f for f in opens if f.state.is_final()), verify])
+        # A future that wait() saw end counts even when its state, read back from the API,
+        # is not final yet: else a failed open step could be missed and the copy would start.
+        errors += results([*(f for f in opens if f in opened or f.state.is_final()), verify])
         try:
             unpause.result()
         except BaseException as exc:
