@@ -12,7 +12,8 @@ A **component** (``ledger`` or ``auditor``) has its own databases (:class:`Compo
   accounts, and ScalarDB's table metadata in the database ``<prefix>_<component>_meta``;
 - on PostgreSQL, the database ``<prefix>_<component>`` with the schema ``<component>_pg`` (the
   ``pg-*`` accounts and every request record), ``coordinator`` (ScalarDB's ``state`` table) and
-  ``scalardb`` (the metadata).
+  ``<prefix>_<component>_meta`` (the metadata: one metadata namespace name in both storages, as
+  a site file's ``scalardb: metadata_namespace`` declares it).
 Every transfer moves an amount between a ``my-`` and a ``pg-`` account, so each commit spans
 both databases, with the coordinator on PostgreSQL.
 
@@ -115,7 +116,7 @@ class ComponentDbs:
     pg_database: str  # the PostgreSQL database of the component
     pg_namespace: str  # a schema in pg_database: the pg-* accounts and the request records
     coordinator: str = "coordinator"  # a schema in pg_database
-    pg_metadata: str = "scalardb"  # a schema in pg_database
+    pg_metadata: str = "scalardb"  # a schema in pg_database (named(): as mysql_metadata)
 
     @classmethod
     def named(cls, component: str, prefix: str, mysql: Login, postgres: Login) -> ComponentDbs:
@@ -127,6 +128,9 @@ class ComponentDbs:
             mysql_metadata=f"{prefix}_{component}_meta",
             pg_database=f"{prefix}_{component}",
             pg_namespace=f"{component}_pg",
+            # ScalarDB's metadata has ONE name in both storages (jdbc.table_metadata.schema per
+            # storage), as pausepoint's `scalardb: metadata_namespace` declares it.
+            pg_metadata=f"{prefix}_{component}_meta",
         )
 
     @property
@@ -187,21 +191,17 @@ class ComponentDbs:
         )
 
     def scalardb_info(self) -> dict[str, Any]:
-        """What ScalarDB keeps where, for a site's ScalarDB declaration."""
+        """The component's ``scalardb:`` block of a pausepoint site file (docs/stores.md): its
+        namespaces on both storages, the coordinator namespace and the metadata namespace."""
+        if self.pg_metadata != self.mysql_metadata:
+            raise ValueError(
+                f"{self.component}: ScalarDB's metadata is {self.mysql_metadata!r} on MariaDB "
+                f"and {self.pg_metadata!r} on PostgreSQL; a site file declares one name"
+            )
         return {
-            "namespaces": {
-                self.mysql_namespace: {"store_kind": "mysql", "database": self.mysql_namespace},
-                self.pg_namespace: {
-                    "store_kind": "postgres",
-                    "database": self.pg_database,
-                    "schema": self.pg_namespace,
-                },
-            },
-            "coordinator": {"database": self.pg_database, "schema": self.coordinator},
-            "metadata": {
-                "mysql": {"database": self.mysql_metadata},
-                "postgres": {"database": self.pg_database, "schema": self.pg_metadata},
-            },
+            "namespaces": [self.mysql_namespace, self.pg_namespace],
+            "coordinator_namespace": self.coordinator,
+            "metadata_namespace": self.mysql_metadata,
         }
 
 
@@ -475,12 +475,13 @@ class Cluster:
         return {c: check(self.dbs[c], self.workdir) for c in COMPONENTS}
 
     def site_dict(
-        self, name: str, password_envs: Mapping[str, str], **extra: Any
+        self, name: str, password_envs: Mapping[str, str], *, scalardb: bool = True, **extra: Any
     ) -> dict[str, Any]:
         """A pausepoint site file (as a dict): per component its admin targets and two stores
         (MariaDB: the namespace and metadata databases; PostgreSQL: the component's database).
         ``password_envs`` maps "mysql"/"postgres" to the environment variable holding the
-        password; ``extra`` is merged at the top level (catalog, pause settings)."""
+        password; ``extra`` is merged at the top level (catalog, pause settings). With
+        ``scalardb`` (the default) each component declares itself ScalarDB-managed."""
         data: dict[str, Any] = {
             "site": name,
             "catalog": {"path": "catalog"},
@@ -511,6 +512,8 @@ class Cluster:
                     },
                 ],
             }
+            if scalardb:
+                data[comp]["scalardb"] = d.scalardb_info()
         data.update(extra)
         return data
 
