@@ -165,14 +165,19 @@ def restore_and_check(
     log: Iterable[Entry],
     suffix: str,
     workdir: Path,
+    target_file: Path | None = None,
 ) -> Checked:
     """Restore the point into fresh databases (``suffix``) through the restore flow, then read
     both components through ScalarDB and run the checker with the point's window. The restore
-    raises (ScalarDbTransactionError, FingerprintMismatchError) when its own checks fail."""
+    raises (ScalarDbTransactionError, FingerprintMismatchError) when its own checks fail.
+    ``target_file``: a restore target file saying what target_data(cluster, suffix) says (the
+    demo's); else one is written."""
     from flows.restore import restore
     from pausepoint.requests import RestoreRequest
 
-    target = write_yaml(workdir / f"target-{suffix}.yaml", target_data(cluster, suffix))
+    target = target_file or write_yaml(
+        workdir / f"target-{suffix}.yaml", target_data(cluster, suffix)
+    )
     result = restore(
         RestoreRequest(
             site_file=str(site_file),

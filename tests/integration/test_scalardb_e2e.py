@@ -56,9 +56,7 @@ class E2e:
 
 
 @pytest.fixture(scope="module")
-def e2e(
-    scalardb_node_cp, pg_server, mysql_server, prefect_api, tmp_path_factory
-) -> Iterator[E2e]:
+def e2e(scalardb_node_cp, pg_server, mysql_server, prefect_api, tmp_path_factory) -> Iterator[E2e]:
     work = tmp_path_factory.mktemp("scalardb-e2e")
     mp = pytest.MonkeyPatch()
     for env in ss.PASSWORD_ENVS.values():
@@ -118,11 +116,7 @@ def test_backups_under_load_restore_into_fresh_databases_and_pass_both_checks(e2
         assert checked.verdict.stats["acked before window"] > 0
         assert checked.ok
         # a request sent while the nodes were paused waited at least until the pause ended
-        held = [
-            e
-            for e in log
-            if e.acked is not None and fig.window[0] <= e.sent <= fig.window[1]
-        ]
+        held = [e for e in log if e.acked is not None and fig.window[0] <= e.sent <= fig.window[1]]
         assert all(e.acked >= fig.window[1] for e in held), fig
     assert arrived_in_pauses > 0, "no request arrived during any pause: the stall is unmeasured"
 
@@ -132,14 +126,14 @@ def _unknown_to_coordinator(copy: sn.ComponentDbs) -> list[str]:
     3 = COMMITTED) in the copy's transactional tables whose transaction the copy's coordinator
     does not know (one entry per record)."""
     pending: list[str] = []
-    with connect_mysql(copy.mysql, copy.mysql_metadata, autocommit=True) as conn:
-        with conn.cursor() as cur:
-            cur.execute("SELECT DISTINCT full_table_name FROM metadata")
-            tables = [r[0] for r in cur.fetchall()]
-            for full in tables:
-                ns, _, table = full.partition(".")
-                cur.execute(f"SELECT tx_id FROM `{ns}`.`{table}` WHERE tx_state <> 3")
-                pending += [r[0] for r in cur.fetchall()]
+    my = connect_mysql(copy.mysql, copy.mysql_metadata, autocommit=True)
+    with my as conn, conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT full_table_name FROM metadata")
+        tables = [r[0] for r in cur.fetchall()]
+        for full in tables:
+            ns, _, table = full.partition(".")
+            cur.execute(f"SELECT tx_id FROM `{ns}`.`{table}` WHERE tx_state <> 3")
+            pending += [r[0] for r in cur.fetchall()]
     with connect_postgres(copy.postgres, copy.pg_database, autocommit=True) as conn:
         for table in ("asset", "asset_metadata", "request"):
             exists = conn.execute(
