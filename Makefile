@@ -11,7 +11,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 UV := $(CURDIR)/.cache/bin/uv
 VENV := $(CURDIR)/.venv
 
-.PHONY: help setup servers scalardl scalar-admin scalardb-node native test test-unit lint demo bench proto clean
+.PHONY: help setup servers scalar-admin scalardb-node native test test-unit lint demo bench proto clean
 
 help:
 	@echo "make demo   - back up and restore a local site on real PostgreSQL and MariaDB"
@@ -42,15 +42,12 @@ $(ROWSUM): pausepoint/stores/_rowsum.c
 
 native: $(ROWSUM)
 
-# ScalarDB schema loader, ScalarDL client SDK (and Ledger, where served) into .cache/scalardl.
-scalardl:
-	bash scripts/fetch-scalardl.sh
-
 # scalar-admin 2.2.1 (the AdminCommand CLI, the server stubs) into .cache/scalar-admin.
 scalar-admin:
 	bash scripts/fetch-scalar-admin.sh
 
-# The ScalarDB-backed node (harness/scalardb_node) built into .cache/scalardb-node.
+# The ScalarDB-backed node (harness/scalardb_node) built into .cache/scalardb-node, with
+# ScalarDB's schema loader on a class path of its own (.cache/scalardb-node/tools).
 scalardb-node:
 	bash scripts/fetch-scalardb-node.sh
 
@@ -58,7 +55,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup servers native scalardl scalar-admin scalardb-node
+test: setup servers native scalar-admin scalardb-node
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 

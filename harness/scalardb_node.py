@@ -86,6 +86,20 @@ def require_node() -> str:
     return f"{home / 'classes'}:{home / 'lib' / '*'}"
 
 
+def require_tools() -> Path:
+    """The class path folder of ScalarDB's schema loader and JDBC drivers (``tools/`` of the
+    build, its own class path), or NodeUnavailable saying what to run."""
+    if shutil.which("java") is None:
+        raise NodeUnavailable("`java` not found on PATH (Java 17 runs ScalarDB's schema loader)")
+    tools = node_home() / "tools"
+    if not (tools / ".stamp").is_file():
+        raise NodeUnavailable(
+            f"{tools} is missing: run `make scalardb-node` "
+            "(bash scripts/fetch-scalardb-node.sh; needs Maven, once)"
+        )
+    return tools
+
+
 # --- databases ---------------------------------------------------------------------------------
 
 
