@@ -13,9 +13,10 @@ to the last Unpause confirmed, i.e. those that arrived during the pause, next to
 write stall (the same span) and pause window; for scale, the latency of the requests sent
 outside the pauses (and not in the second before one). With --check (default) each point is then
 restored through the restore flow into fresh databases and must pass the restore's ScalarDB
-transaction check and the checker. Results: bench/out/scalardb_stall.json and .md; servers and
-scratch under var/bench-scalardb/ (removed at the end). Method: BENCHMARKS.md, "ScalarDB-backed
-nodes".
+transaction check and the checker. Results: bench/out/scalardb_stall.json and .md (and
+scalardb_stall_failures.txt with the full errors of failed checks); servers and scratch under
+var/bench-scalardb/ (removed at the end unless a check failed: then kept, copies included).
+Method: BENCHMARKS.md, "`bench.scalardb_stall`".
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     my = servers.start_mariadb(VAR / "mariadb")
     cluster = workload = None
     rows: list[dict] = []
+    failures: list[str] = []  # full errors of failed checks (the table holds their start)
     try:
         cluster = sn.start_cluster(pg, my, "bench", VAR / "nodes")
         site_file = ss.write_yaml(
@@ -128,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                     checked = "pass" if c.ok else "FAIL: " + "; ".join(c.verdict.failed())
                 except Exception as exc:  # a failed restore check is a result here
                     checked = f"FAIL: {type(exc).__name__}: {str(exc)[:200]}"
-                finally:
-                    ss.drop_copies(cluster, suffix)
+                    failures.append(f"point {i} ({fig.point_id}), copies *_{suffix}:\n{exc}")
+                if checked == "pass":
+                    ss.drop_copies(cluster, suffix)  # a failed one stays for a look
             say(f"point {i}: {ss.stall_line(fig, clients)}; checks {checked}")
             rows.append(
                 {
@@ -178,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         (out / "scalardb_stall.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
         md = _markdown(rows, meta)
         (out / "scalardb_stall.md").write_text(md)
+        if failures:
+            (out / "scalardb_stall_failures.txt").write_text("\n\n".join(failures) + "\n")
         print("\n" + md)
         return 0 if all(r["checked"] in ("pass", "not run") for r in rows) else 1
     finally:
@@ -187,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
             cluster.stop()
         my.stop()
         pg.stop()
-        shutil.rmtree(VAR, ignore_errors=True)
+        if failures:  # the servers' data (and the failed copies) stay for a look
+            say(f"kept {VAR} (restart its servers with harness.servers on the same directories)")
+        else:
+            shutil.rmtree(VAR, ignore_errors=True)
 
 
 if __name__ == "__main__":

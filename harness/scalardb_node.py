@@ -45,6 +45,10 @@ RELEASES = ("3.13", "3.14")
 COMPONENTS = ("ledger", "auditor")
 # A small heap and the client compiler only: four JVMs share two cores in tests.
 JVM_OPTS = ("-Xms64m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+# `check` holds a whole component in memory as JSON (every request and history row): 384 MB ran
+# out at ~80k requests (13 minutes of 8 clients), which gson reports as "Failed parsing JSON
+# source". One short-lived JVM at a time, so it may take more.
+CHECK_HEAP = "-Xmx2g"
 
 
 class NodeUnavailable(RuntimeError):
@@ -250,11 +254,13 @@ def create_databases(dbs: ComponentDbs) -> None:
         conn.execute(f'CREATE DATABASE "{dbs.pg_database}"')
 
 
-def _java(args: list[str], config: Path, timeout: float) -> subprocess.CompletedProcess:
+def _java(
+    args: list[str], config: Path, timeout: float, *extra_opts: str
+) -> subprocess.CompletedProcess:
     cp = require_node()
     env = {**os.environ, "LANG": "C.UTF-8"}
     return subprocess.run(
-        ["java", *JVM_OPTS, "-cp", cp, NODE_MAIN, *args, str(config)],
+        ["java", *JVM_OPTS, *extra_opts, "-cp", cp, NODE_MAIN, *args, str(config)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -277,7 +283,7 @@ def check(dbs: ComponentDbs, workdir: Path, timeout: float = 240) -> dict[str, A
     on prepared records): ``{"accounts": {id: {namespace, latest_age, balance, hash, chain}},
     "requests": {rid: {kind, src, dst, amount, result, proof, node}}}``."""
     config = write_config(workdir / f"{dbs.component}-check.properties", dbs.properties())
-    r = _java(["check"], config, timeout=timeout)
+    r = _java(["check"], config, timeout, CHECK_HEAP)  # the later -Xmx wins
     if r.returncode != 0:
         raise NodeError(f"checking {dbs.component} failed:\n{r.stderr[-3000:]}")
     lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
