@@ -119,35 +119,6 @@ def s3_endpoint(moto):
         yield moto
 
 
-# --- ScalarDL Ledger harness (harness/ledger.py) ----------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def scalardl_tools() -> Path:
-    """The fetched schema loader / client SDK class path (scripts/fetch-scalardl.sh, run by
-    `make test`); missing jars skip locally and fail in CI."""
-    from harness import ledger
-
-    try:
-        return ledger.require_tools()
-    except ledger.LedgerUnavailable as exc:
-        _unavailable(str(exc))
-
-
-@pytest.fixture(scope="session")
-def scalardl_ledger() -> Path:
-    """The fetched Ledger server class path. When the registry does not serve the Ledger (the
-    fetch script records that), tests skip everywhere: CI cannot do better than the fetch did."""
-    from harness import ledger
-
-    try:
-        return ledger.require_ledger()
-    except ledger.LedgerUnavailable as exc:
-        if (ledger.scalardl_home() / "ledger-unavailable.txt").is_file():
-            pytest.skip(str(exc))
-        _unavailable(str(exc))
-
-
 # --- the ScalarDB-backed node (harness/scalardb_node.py) ---------------------------------------
 
 
@@ -199,3 +170,15 @@ def sshd(servers_dir: Path):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def scalardb_tools() -> Path:
+    """ScalarDB's schema loader class path folder (``.cache/scalardb-node/tools``, built with the
+    node by `make test`); missing jars skip locally and fail in CI."""
+    from harness import scalardb_node
+
+    try:
+        return scalardb_node.require_tools()
+    except scalardb_node.NodeUnavailable as exc:
+        _unavailable(str(exc))
