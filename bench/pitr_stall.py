@@ -179,7 +179,8 @@ def run(backups: int, offset_ms: float, dispersion_ms: float, out: Path) -> dict
                         and a.sent_at <= w.end
                     ]
                     stall_start = min(e.at for e in w.timeline if e.event == "pause_sent")
-                    gcs = probe.inside(stall_start.timestamp(), w.end.timestamp() + 1)
+                    stall_end = max(e.at for e in w.timeline if e.event == "unpause_confirmed")
+                    gcs = probe.inside(stall_start.timestamp(), stall_end.timestamp())
                     rows.append(
                         {
                             "point": point.id,
@@ -193,7 +194,12 @@ def run(backups: int, offset_ms: float, dispersion_ms: float, out: Path) -> dict
                             "client_wait_max_ms": max(stalled, default=0.0),
                             "phases_ms": phases(point),
                             "gc_in_stall": [
-                                {"gen": g, "ms": round((b - a) * 1000, 1)} for a, b, g in gcs
+                                {
+                                    "gen": g,
+                                    "ms": round((b - a) * 1000, 1),
+                                    "at_ms": round((a - stall_start.timestamp()) * 1000, 1),
+                                }
+                                for a, b, g in gcs
                             ],
                         }
                     )
