@@ -3,6 +3,7 @@
     load site -> preflight (stores, ScalarDB coverage, admin targets, clock)  in parallel
               -> begin restore point
               -> take the lease (names the nodes; its timer unpauses at the deadline)
+              -> (Python's garbage collector held until every Unpause is confirmed)
               -> pause every node                                      (one task, parallel calls)
               -> open_capture on every store                           in parallel
               -> hold; CheckPaused on every node; node set unchanged
@@ -34,6 +35,7 @@ from flows._common import results
 from pausepoint.backup import BackupRun, interrupts_close_window
 from pausepoint.errors import BackupInterruptedError, CaptureError, most_severe
 from pausepoint.requests import BackupRequest
+from pausepoint.window import collector_held
 from tasks import events
 from tasks.backup_steps import (
     begin_copy,
@@ -133,7 +135,8 @@ def backup(request: BackupRequest) -> str:
             if run.needs_pause:
                 with interrupts_close_window(run):
                     take_lease(run, hold)
-                    errors += _window(run, hold)
+                    with collector_held():  # no full collection stalls the window's threads
+                        errors += _window(run, hold)
                     end_lease(run)
                 errors += run.errors_after_window()
             else:
