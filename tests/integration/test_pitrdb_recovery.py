@@ -225,7 +225,9 @@ def test_backups_under_load_restore_by_time_to_exactly_the_paused_state(pitrdb_s
     assert cli(["points", "list", "--site", str(site.path)]) == 0
     listed = capsys.readouterr().out
     assert all(f"{p}" in listed for p in points)
-    assert listed.count("restorable yes") == len(points), listed
+    rows = listed.splitlines()
+    assert rows[0].split()[-1] == "RESTORABLE", listed
+    assert [r.split()[-1] for r in rows[1:] if r.split()[0] in points] == ["yes"] * len(points)
 
     for point_id in points:
         point = site.point(point_id)
