@@ -15,7 +15,7 @@ BINDIR ?= /usr/local/bin
 LOGS := $(CURDIR)/var/log
 QUIETLY := bash $(CURDIR)/scripts/quietly.sh
 
-.PHONY: help setup servers scalardl scalar-admin scalardb-node native test test-unit lint demo demo-up install bench proto clean
+.PHONY: help setup servers scalar-admin scalardb-node cassandra native test test-unit lint demo demo-up install bench proto clean
 
 help:
 	@echo "make demo    - back up and restore a local site on real PostgreSQL and MariaDB"
@@ -48,23 +48,25 @@ $(ROWSUM): pausepoint/stores/_rowsum.c
 
 native: $(ROWSUM)
 
-# ScalarDB schema loader, ScalarDL client SDK (and Ledger, where served) into .cache/scalardl.
-scalardl:
-	bash scripts/fetch-scalardl.sh
-
 # scalar-admin 2.2.1 (the AdminCommand CLI, the server stubs) into .cache/scalar-admin.
 scalar-admin:
 	bash scripts/fetch-scalar-admin.sh
 
-# The ScalarDB-backed node (harness/scalardb_node) built into .cache/scalardb-node.
+# The ScalarDB-backed node (harness/scalardb_node) built into .cache/scalardb-node, with
+# ScalarDB's schema loader on a class path of its own (.cache/scalardb-node/tools).
 scalardb-node:
 	bash scripts/fetch-scalardb-node.sh
+
+# Cassandra 5.0 (pinned in harness/cassandra/pom.xml) and the cassandra store's JMX agent into
+# .cache/cassandra, once; offline afterwards (stamped by the pom's and the agent's sha256).
+cassandra:
+	bash scripts/fetch-cassandra.sh
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup servers native scalardl scalar-admin scalardb-node
+test: setup servers native scalar-admin scalardb-node cassandra
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 

@@ -17,6 +17,7 @@ Results: bench/out/pitr_stall.json. Method and results: BENCHMARKS.md, "Point-in
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -24,6 +25,7 @@ import pwd
 import shutil
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -36,6 +38,54 @@ GUIDES_MS = (5_000, 10_000)  # the pauses ScalarDB's (5 s) and ScalarDL's (10 s)
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+class GcProbe:
+    """Every garbage collection of this process: (start, end) in Unix seconds and its
+    generation, so a stall can be matched with the collections inside it."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[float, float, int]] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        now = time.time()
+        if phase == "start":
+            self._started = now
+        else:
+            self.runs.append((self._started, now, info["generation"]))
+
+    def inside(self, start: float, end: float) -> list[tuple[float, float, int]]:
+        return [r for r in self.runs if r[1] > start and r[0] < end]
+
+
+def phases(point) -> dict:
+    """Where the write stall went (ms): the drain (first Pause sent -> last confirmed), each
+    store's snapshot after the window opened, the hold's end (window start + hold -> first
+    CheckPaused answered), the verify round (-> last CheckPaused), verified -> first Unpause
+    sent, and the unpause fan-out (-> last Unpause confirmed)."""
+    w = point.window
+    t = {}
+    for e in w.timeline:
+        t.setdefault(e.event, []).append(e.at.timestamp())
+    ms = lambda a, b: round((b - a) * 1000, 1)  # noqa: E731
+    start, end = w.start.timestamp(), w.end.timestamp()
+    hold_end = start + w.hold_ms / 1000
+    checked = t.get("checked_paused", [end])
+    opened = {
+        s.name: ms(start, s.snapshot_established_at.timestamp())
+        for c in point.components.values()
+        for s in c.stores
+        if s.snapshot_established_at is not None
+    }
+    return {
+        "drain": ms(min(t["pause_sent"]), start),
+        "opened_after_start": opened,
+        "hold_end_to_first_check": ms(hold_end, min(checked)),
+        "verify_round": ms(min(checked), max(checked)),
+        "verified_to_unpause_sent": ms(max(checked), end),
+        "unpause": ms(end, max(t.get("unpause_confirmed", [end]))),
+    }
 
 
 def run(backups: int, offset_ms: float, dispersion_ms: float, out: Path) -> dict:
@@ -108,6 +158,8 @@ def run(backups: int, offset_ms: float, dispersion_ms: float, out: Path) -> dict
             app = BankApp(
                 components=[([s.gate for s in nodes.servers], [(debit, credit)])], writers=4
             ).start()
+            probe = GcProbe()
+            gc.callbacks.append(probe)
             try:
                 app.wait_for_acks(50)
                 site = load_site(site_file)
@@ -126,6 +178,9 @@ def run(backups: int, offset_ms: float, dispersion_ms: float, out: Path) -> dict
                         if a.sent_at >= min(e.at for e in w.timeline if e.event == "pause_sent")
                         and a.sent_at <= w.end
                     ]
+                    stall_start = min(e.at for e in w.timeline if e.event == "pause_sent")
+                    stall_end = max(e.at for e in w.timeline if e.event == "unpause_confirmed")
+                    gcs = probe.inside(stall_start.timestamp(), stall_end.timestamp())
                     rows.append(
                         {
                             "point": point.id,
@@ -137,6 +192,15 @@ def run(backups: int, offset_ms: float, dispersion_ms: float, out: Path) -> dict
                             "clock_error_ms": error_ms,
                             "bound_ms": bound,
                             "client_wait_max_ms": max(stalled, default=0.0),
+                            "phases_ms": phases(point),
+                            "gc_in_stall": [
+                                {
+                                    "gen": g,
+                                    "ms": round((b - a) * 1000, 1),
+                                    "at_ms": round((a - stall_start.timestamp()) * 1000, 1),
+                                }
+                                for a, b, g in gcs
+                            ],
                         }
                     )
                     print(
@@ -144,8 +208,11 @@ def run(backups: int, offset_ms: float, dispersion_ms: float, out: Path) -> dict
                         f"{w.hold_ms} ms  E {error_ms:5.1f} ms  bound {bound:7.1f} ms",
                         flush=True,
                     )
+                    if w.write_stall_ms > bound:
+                        print(f"      over: {rows[-1]['phases_ms']} gc {rows[-1]['gc_in_stall']}")
                     app.wait_for_acks(len(app.acks) + 50)
             finally:
+                gc.callbacks.remove(probe)
                 app.stop()
     finally:
         ntp.close()

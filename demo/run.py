@@ -1,13 +1,16 @@
-"""`make demo`: back up and restore a local site on real PostgreSQL and MariaDB.
+"""`make demo`: back up and restore a ScalarDB-backed site on real PostgreSQL and MariaDB.
 
 1. starts a private PostgreSQL and MariaDB on loopback (data under var/demo/);
-2. starts three admin nodes (2 ledger, 1 auditor). In this version they are pausepoint's TEST
-   admin server, which follows ScalarDL's pause semantics, in front of a small bank application
-   whose transfers span two databases per component; a real ScalarDL Ledger comes next;
-3. runs the bank application under load, runs the backup flow, lets the load go on;
-4. restores the restore point into NEW databases and checks: fingerprints equal, no torn
-   transfer, balances intact, every transfer acknowledged before the pause present, nothing
-   sent after it present;
+2. starts the ScalarDB-backed nodes (harness/scalardb_node.py, built by `make scalardb-node`):
+   2 ledger + 2 auditor, each serving scalar-admin 2.2.1's real admin service with a Ledger's
+   pause gate and executing requests as ScalarDB Consensus Commit transactions across MariaDB
+   and PostgreSQL (the registry here does not serve the ScalarDL Ledger itself);
+3. runs 8 clients against them, runs the backup flow (the site file declares both components
+   ScalarDB-managed: demo/site.yaml.tmpl), lets the clients go on;
+4. restores the restore point through the restore flow into NEW databases (demo/target.yaml;
+   the restore rewrites ScalarDB's metadata for the renamed MariaDB namespaces) and prints the
+   restore's checks (fingerprints, ScalarDB's transaction metadata), then reads everything back
+   through ScalarDB and prints the checker's verdict.
 5. ends with the verdict and the commands to try next. Restore points of earlier demos are kept
    (var/demo/catalog; it says how many); `rm -rf var/demo` starts afresh. With --keep-running
    (`make demo-up`) the servers stay up after the verdict until Ctrl-C, so those commands can
@@ -21,15 +24,21 @@ import os
 import shutil
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pausepoint.requests import BackupRequest, RestoreRequest
+if TYPE_CHECKING:
+    from harness.scalardb_node import Cluster
+    from harness.scalardb_site import Checked, PointFigures
+    from harness.scalardb_workload import Stall
 
 ROOT = Path(__file__).resolve().parent.parent
 # PAUSEPOINT_DEMO_DIR: another directory for the demo's servers and catalog (the tests use one).
 BASE = Path(os.environ.get("PAUSEPOINT_DEMO_DIR") or ROOT / "var" / "demo")
 CATALOG = BASE / "catalog"  # as demo/site.yaml.tmpl's catalog.path, relative to the site file
+PREFIX = "demo"  # the databases' prefix, as demo/site.yaml.tmpl and demo/target.yaml name them
+SUFFIX = "restored"  # the restored databases' suffix, as demo/target.yaml names them
+CLIENTS = 8
 
 
 def say(text: str) -> None:
@@ -82,16 +91,81 @@ def next_commands(site_file: Path, point_id: str, keep_running: bool) -> list[st
     return lines
 
 
+# --- printing (one function per block, so the output can change without touching the run) -------
+
+
+def print_servers(pg, my) -> None:
+    print(f"    PostgreSQL {pg.version} on port {pg.port}; MariaDB {my.version} on port {my.port}")
+
+
+def print_nodes(cluster: Cluster, seconds: float) -> None:
+    for comp in ("ledger", "auditor"):
+        d = cluster.dbs[comp]
+        print(
+            f"    {comp}: admin {', '.join(cluster.targets(comp))}; ScalarDB namespaces "
+            f"{d.mysql_namespace} (MariaDB), {d.pg_namespace} + coordinator (PostgreSQL "
+            f"{d.pg_database}), metadata {d.mysql_metadata}"
+        )
+    print(f"    schema + 4 JVMs up in {seconds:.0f} s")
+
+
+def print_point(site_file: Path, figures: PointFigures) -> None:
+    from harness.scalardb_site import load_point
+    from pausepoint.report import restore_point_markdown
+
+    print(restore_point_markdown(load_point(site_file, figures.point_id)))
+
+
+def print_stall(figures: PointFigures, clients: Stall) -> None:
+    print("\n    write stall (requests that arrived while the nodes were pausing or paused):")
+    if clients.requests:
+        print(
+            f"      clients:    {clients.requests} requests, latency p50 {clients.p50_ms:.0f} ms, "
+            f"p95 {clients.p95_ms:.0f} ms, max {clients.max_ms:.0f} ms"
+        )
+    else:
+        print("      clients:    no request arrived during the pause")
+    print(
+        f"      pausepoint: {figures.write_stall_ms:.0f} ms from the first Pause sent to the last "
+        f"Unpause confirmed (pause window {figures.window_ms:.0f} ms, drain "
+        f"{figures.drain_ms:.0f} ms)"
+    )
+
+
+def print_restore(checked: Checked) -> None:
+    for name, ok, detail in checked.checks:
+        print(f"    {'PASS' if ok else 'FAIL'}  {name}: {detail}")
+
+
+def print_scalardb_check(checked: Checked) -> None:
+    for comp, (ok, detail) in checked.scalardb.items():
+        print(f"    {comp}: {'PASS' if ok else 'FAIL'}  {detail}")
+
+
+def print_verdict(checked: Checked) -> None:
+    print("    " + checked.verdict.summary().replace("\n", "\n    "))
+
+
+def print_final(checked: Checked, figures: PointFigures) -> None:
+    say(
+        f"VERDICT: {'CONSISTENT' if checked.ok else 'INCONSISTENT'} — restore point "
+        f"{figures.point_id}, write stall {figures.write_stall_ms:.0f} ms"
+    )
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="demo.run", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--keep-running", action="store_true", help="keep the servers up after the verdict"
     )
     args = parser.parse_args(argv)
+    from harness import scalardb_node as sn
+    from harness import scalardb_site as ss
     from harness import servers
-    from harness.bank_app import BankApp, Db, check_consistent, create_schema
-    from harness.gate_server import start_gate_cluster
-    from harness.sites import SiteDbs
+    from harness.scalardb_workload import Workload, create_accounts
 
     earlier = _earlier_points()
     _fresh_servers()
@@ -117,132 +191,87 @@ def main(argv: list[str] | None = None) -> int:
             f"export {k}={servers.PASSWORD}\n" for k in ("DEMO_PG_PASSWORD", "DEMO_MY_PASSWORD")
         )
     )
+    sn.require_node()  # before any server starts: says to run `make scalardb-node`
 
     say("starting PostgreSQL and MariaDB on 127.0.0.1 (data in var/demo/)")
     pg = servers.start_postgres(BASE / "postgres")
     my = servers.start_mariadb(BASE / "mariadb")
-    print(f"    PostgreSQL {pg.version} on port {pg.port}; MariaDB {my.version} on port {my.port}")
-    ledger = auditor = app = None
+    print_servers(pg, my)
+    cluster = workload = None
     try:
-        say("starting admin nodes: 2 ledger + 1 auditor")
-        print("    NOTE: these are pausepoint's TEST admin servers (ScalarDL pause semantics, gRPC")
-        print("    rpc.Admin on loopback), not ScalarDL itself; the next step of the project puts")
-        print("    real ScalarDL Ledger nodes here.")
-        ledger, auditor = start_gate_cluster(2), start_gate_cluster(1)
-
-        class _MP:  # SiteDbs sets env vars through a monkeypatch-like object
-            @staticmethod
-            def setenv(k, v):
-                os.environ[k] = v
-
-        dbs = SiteDbs(pg, my, _MP(), prefix="demo")
-        live = {}
-        for name, kind, db in [
-            ("ledger-coordinator", "postgres", "ledger_coordinator"),
-            ("ledger-scalar", "mysql", "ledger_scalar"),
-            ("auditor-coordinator", "postgres", "auditor_coordinator"),
-            ("auditor-scalar", "mysql", "auditor_scalar"),
-        ]:
-            server = dbs.kinds[kind]
-            server.create_db(db)
-            live[name] = (server.db(db), server.db(f"{db}_restored"))
-            create_schema(live[name][0])
+        say("starting the ScalarDB-backed nodes: 2 ledger + 2 auditor")
+        print("    Each node serves scalar-admin 2.2.1's own admin service with a Ledger's pause")
+        print("    gate and runs every request as a ScalarDB Consensus Commit transaction across")
+        print("    MariaDB and PostgreSQL (the ScalarDL Ledger itself is not served here).")
+        t0 = time.monotonic()
+        cluster = sn.start_cluster(pg, my, PREFIX, BASE / "nodes")
+        print_nodes(cluster, time.monotonic() - t0)
+        creations = create_accounts(cluster.addresses("ledger"), cluster.addresses("auditor"))
 
         site_file = BASE / "site.yaml"
         template = (ROOT / "demo" / "site.yaml.tmpl").read_text()
+        ledger, auditor = cluster.targets("ledger"), cluster.targets("auditor")
         site_file.write_text(
             template.format(
                 pg_port=pg.port,
                 my_port=my.port,
-                ledger_node_1=ledger.targets[0],
-                ledger_node_2=ledger.targets[1],
-                auditor_node_1=auditor.targets[0],
+                ledger_node_1=ledger[0],
+                ledger_node_2=ledger[1],
+                auditor_node_1=auditor[0],
+                auditor_node_2=auditor[1],
             )
         )
         print(f"    site file: {_shown(site_file)} (from demo/site.yaml.tmpl)")
 
-        pairs = {
-            "ledger": (live["ledger-coordinator"], live["ledger-scalar"]),
-            "auditor": (live["auditor-coordinator"], live["auditor-scalar"]),
-        }
-        gates = {"ledger": ledger, "auditor": auditor}
-        app = BankApp(
-            components=[
-                ([s.gate for s in gates[c].servers], [(p[0][0], p[1][0])]) for c, p in pairs.items()
-            ],
-            writers=4,
+        workload = Workload(
+            cluster.addresses("ledger"), cluster.addresses("auditor"), clients=CLIENTS
         ).start()
-        say("bank application running: 4 writers, each transfer spans PostgreSQL and MariaDB")
-        time.sleep(3)
-        print(f"    {len(app.acks)} transfers acknowledged so far")
-
-        say("backup flow")
-        from flows.backup import backup
-        from pausepoint.catalog import open_catalog
-        from pausepoint.report import restore_point_markdown
-        from pausepoint.site import load_site
-
-        point_id = backup(BackupRequest(site_file=str(site_file)))
+        say(f"{CLIENTS} clients running: each transfer spans MariaDB and PostgreSQL")
+        workload.wait_for(50)
         time.sleep(2)
-        app.stop()
-        site = load_site(site_file)
-        point = open_catalog(site.catalog).get_point(site.site, point_id)
-        say(f"restore point {point_id}")
-        print(restore_point_markdown(point))
-        stall_start = point.window.start - timedelta(milliseconds=point.window.drain_ms)
-        during = [a for a in app.acks if stall_start <= a.sent_at <= point.window.end]
-        if during:
-            lat = sorted(a.latency_ms for a in during)
-            print(
-                f"\n    transfers sent during the pause: {len(lat)}, their latency "
-                f"p50 {lat[len(lat) // 2]:.1f} ms, max {lat[-1]:.1f} ms"
-            )
+        print(f"    {workload.acked()} requests acknowledged by ledger and auditor so far")
+
+        say("backup flow (Prefect; a temporary local API starts first)")
+        figures = ss.backup(site_file)
+        workload.wait_for(workload.acked() + 40)  # held requests completed, new ones too
+        log = creations + workload.stop()
+        workload = None
+        say(f"restore point {figures.point_id}")
+        print_point(site_file, figures)
+        print_stall(figures, figures.clients(log))
 
         say("restore flow: every store into NEW databases (demo/target.yaml)")
-        from flows.restore import restore
-
-        result = restore(
-            RestoreRequest(
-                site_file=str(site_file),
-                point_id=point_id,
-                confirm=point_id,
-                target_file=str(ROOT / "demo" / "target.yaml"),
-            )
+        checked = ss.restore_and_check(
+            cluster,
+            site_file,
+            figures,
+            log,
+            SUFFIX,
+            BASE / "nodes",
+            target_file=ROOT / "demo" / "target.yaml",
         )
-        for name, ok, detail in result["checks"]:
-            print(f"    {'PASS' if ok else 'FAIL'}  {name}: {detail}")
-
-        say("consistency of the restored databases")
-        restored_pairs: list[tuple[Db, Db]] = [(p[0][1], p[1][1]) for p in pairs.values()]
-        verdict = check_consistent(restored_pairs, app.acks, point.window.start, point.window.end)
-        for key in (
-            "transfers",
-            "acked_before_window",
-            "torn",
-            "bad_totals",
-            "missing_acked_before_window",
-            "present_sent_after_window",
-        ):
-            print(f"    {key}: {verdict[key]}")
-        ok = verdict["ok"] and all(c[1] for c in result["checks"])
-        say(
-            f"VERDICT: {'CONSISTENT' if ok else 'INCONSISTENT'} — restore point {point_id}, "
-            f"write stall {point.window.write_stall_ms:.1f} ms"
+        print_restore(checked)
+        say("ScalarDB check: transaction metadata of the restored databases")
+        print_scalardb_check(checked)
+        say("checker: the restored databases read through ScalarDB")
+        print_verdict(checked)
+        print_final(checked, figures)
+        print(
+            "\n" + "\n".join(next_commands(site_file, figures.point_id, args.keep_running)),
+            flush=True,
         )
-        print("\n" + "\n".join(next_commands(site_file, point_id, args.keep_running)), flush=True)
         if args.keep_running:
             try:
                 while True:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 print("\nstopping the demo's servers", flush=True)
-        return 0 if ok else 1
+        return 0 if checked.ok else 1
     finally:
-        if app is not None:
-            app.stop()
-        for cluster in (ledger, auditor):
-            if cluster is not None:
-                cluster.close()
+        if workload is not None:
+            workload.stop()
+        if cluster is not None:
+            cluster.stop()
         my.stop()
         pg.stop()
 

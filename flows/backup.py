@@ -3,6 +3,7 @@
     load site -> preflight (stores, ScalarDB coverage, admin targets, clock)  in parallel
               -> begin restore point
               -> take the lease (names the nodes; its timer unpauses at the deadline)
+              -> (Python's garbage collector held until every Unpause is confirmed)
               -> pause every node                                      (one task, parallel calls)
               -> open_capture on every store                           in parallel
               -> hold; CheckPaused on every node; node set unchanged
@@ -34,6 +35,7 @@ from flows._common import results
 from pausepoint.backup import BackupRun, interrupts_close_window
 from pausepoint.errors import BackupInterruptedError, CaptureError, most_severe
 from pausepoint.requests import BackupRequest
+from pausepoint.window import collector_held
 from tasks import events
 from tasks.backup_steps import (
     begin_copy,
@@ -77,11 +79,12 @@ def _window(run: BackupRun, hold: int) -> list[BaseException]:
     opens = [open_capture.submit(run, slot) for slot in run.slots]
     verify = hold_and_verify.submit(run, hold)
     unpause = unpause_nodes.submit(run)
+    opened: set = set()  # the open steps known to have ended (wait's own answer)
     try:
         if not errors:  # a failed preparation pauses nothing: the window closes unopened
             pause_nodes(run)
             limit = run.site.pause.open_capture_timeout_ms / 1000
-            _, not_done = wait(opens, timeout=limit)
+            opened, not_done = wait(opens, timeout=limit)
             if not_done:
                 errors.append(
                     CaptureError(
@@ -96,7 +99,9 @@ def _window(run: BackupRun, hold: int) -> list[BaseException]:
     finally:
         if errors:
             run.signals.closing.set()
-        errors += results([*(f for f in opens if f.state.is_final()), verify])
+        # A future that wait() saw end counts even when its state, read back from the API,
+        # is not final yet: else a failed open step could be missed and the copy would start.
+        errors += results([*(f for f in opens if f in opened or f.state.is_final()), verify])
         try:
             unpause.result()
         except BaseException as exc:
@@ -130,7 +135,8 @@ def backup(request: BackupRequest) -> str:
             if run.needs_pause:
                 with interrupts_close_window(run):
                     take_lease(run, hold)
-                    errors += _window(run, hold)
+                    with collector_held():  # no full collection stalls the window's threads
+                        errors += _window(run, hold)
                     end_lease(run)
                 errors += run.errors_after_window()
             else:

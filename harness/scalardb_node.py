@@ -12,7 +12,8 @@ A **component** (``ledger`` or ``auditor``) has its own databases (:class:`Compo
   accounts, and ScalarDB's table metadata in the database ``<prefix>_<component>_meta``;
 - on PostgreSQL, the database ``<prefix>_<component>`` with the schema ``<component>_pg`` (the
   ``pg-*`` accounts and every request record), ``coordinator`` (ScalarDB's ``state`` table) and
-  ``scalardb`` (the metadata).
+  ``<prefix>_<component>_meta`` (the metadata: one metadata namespace name in both storages, as
+  a site file's ``scalardb: metadata_namespace`` declares it).
 Every transfer moves an amount between a ``my-`` and a ``pg-`` account, so each commit spans
 both databases, with the coordinator on PostgreSQL.
 
@@ -44,6 +45,10 @@ RELEASES = ("3.13", "3.14")
 COMPONENTS = ("ledger", "auditor")
 # A small heap and the client compiler only: four JVMs share two cores in tests.
 JVM_OPTS = ("-Xms64m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+# `check` holds a whole component in memory as JSON (every request and history row): 384 MB ran
+# out at ~80k requests (13 minutes of 8 clients), which gson reports as "Failed parsing JSON
+# source". One short-lived JVM at a time, so it may take more.
+CHECK_HEAP = "-Xmx2g"
 
 
 class NodeUnavailable(RuntimeError):
@@ -85,6 +90,20 @@ def require_node() -> str:
     return f"{home / 'classes'}:{home / 'lib' / '*'}"
 
 
+def require_tools() -> Path:
+    """The class path folder of ScalarDB's schema loader and JDBC drivers (``tools/`` of the
+    build, its own class path), or NodeUnavailable saying what to run."""
+    if shutil.which("java") is None:
+        raise NodeUnavailable("`java` not found on PATH (Java 17 runs ScalarDB's schema loader)")
+    tools = node_home() / "tools"
+    if not (tools / ".stamp").is_file():
+        raise NodeUnavailable(
+            f"{tools} is missing: run `make scalardb-node` "
+            "(bash scripts/fetch-scalardb-node.sh; needs Maven, once)"
+        )
+    return tools
+
+
 # --- databases ---------------------------------------------------------------------------------
 
 
@@ -115,7 +134,7 @@ class ComponentDbs:
     pg_database: str  # the PostgreSQL database of the component
     pg_namespace: str  # a schema in pg_database: the pg-* accounts and the request records
     coordinator: str = "coordinator"  # a schema in pg_database
-    pg_metadata: str = "scalardb"  # a schema in pg_database
+    pg_metadata: str = "scalardb"  # a schema in pg_database (named(): as mysql_metadata)
 
     @classmethod
     def named(cls, component: str, prefix: str, mysql: Login, postgres: Login) -> ComponentDbs:
@@ -127,6 +146,9 @@ class ComponentDbs:
             mysql_metadata=f"{prefix}_{component}_meta",
             pg_database=f"{prefix}_{component}",
             pg_namespace=f"{component}_pg",
+            # ScalarDB's metadata has ONE name in both storages (jdbc.table_metadata.schema per
+            # storage), as pausepoint's `scalardb: metadata_namespace` declares it.
+            pg_metadata=f"{prefix}_{component}_meta",
         )
 
     @property
@@ -187,21 +209,17 @@ class ComponentDbs:
         )
 
     def scalardb_info(self) -> dict[str, Any]:
-        """What ScalarDB keeps where, for a site's ScalarDB declaration."""
+        """The component's ``scalardb:`` block of a pausepoint site file (docs/stores.md): its
+        namespaces on both storages, the coordinator namespace and the metadata namespace."""
+        if self.pg_metadata != self.mysql_metadata:
+            raise ValueError(
+                f"{self.component}: ScalarDB's metadata is {self.mysql_metadata!r} on MariaDB "
+                f"and {self.pg_metadata!r} on PostgreSQL; a site file declares one name"
+            )
         return {
-            "namespaces": {
-                self.mysql_namespace: {"store_kind": "mysql", "database": self.mysql_namespace},
-                self.pg_namespace: {
-                    "store_kind": "postgres",
-                    "database": self.pg_database,
-                    "schema": self.pg_namespace,
-                },
-            },
-            "coordinator": {"database": self.pg_database, "schema": self.coordinator},
-            "metadata": {
-                "mysql": {"database": self.mysql_metadata},
-                "postgres": {"database": self.pg_database, "schema": self.pg_metadata},
-            },
+            "namespaces": [self.mysql_namespace, self.pg_namespace],
+            "coordinator_namespace": self.coordinator,
+            "metadata_namespace": self.mysql_metadata,
         }
 
 
@@ -236,11 +254,13 @@ def create_databases(dbs: ComponentDbs) -> None:
         conn.execute(f'CREATE DATABASE "{dbs.pg_database}"')
 
 
-def _java(args: list[str], config: Path, timeout: float) -> subprocess.CompletedProcess:
+def _java(
+    args: list[str], config: Path, timeout: float, *extra_opts: str
+) -> subprocess.CompletedProcess:
     cp = require_node()
     env = {**os.environ, "LANG": "C.UTF-8"}
     return subprocess.run(
-        ["java", *JVM_OPTS, "-cp", cp, NODE_MAIN, *args, str(config)],
+        ["java", *JVM_OPTS, *extra_opts, "-cp", cp, NODE_MAIN, *args, str(config)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -263,7 +283,7 @@ def check(dbs: ComponentDbs, workdir: Path, timeout: float = 240) -> dict[str, A
     on prepared records): ``{"accounts": {id: {namespace, latest_age, balance, hash, chain}},
     "requests": {rid: {kind, src, dst, amount, result, proof, node}}}``."""
     config = write_config(workdir / f"{dbs.component}-check.properties", dbs.properties())
-    r = _java(["check"], config, timeout=timeout)
+    r = _java(["check"], config, timeout, CHECK_HEAP)  # the later -Xmx wins
     if r.returncode != 0:
         raise NodeError(f"checking {dbs.component} failed:\n{r.stderr[-3000:]}")
     lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
@@ -475,12 +495,13 @@ class Cluster:
         return {c: check(self.dbs[c], self.workdir) for c in COMPONENTS}
 
     def site_dict(
-        self, name: str, password_envs: Mapping[str, str], **extra: Any
+        self, name: str, password_envs: Mapping[str, str], *, scalardb: bool = True, **extra: Any
     ) -> dict[str, Any]:
         """A pausepoint site file (as a dict): per component its admin targets and two stores
         (MariaDB: the namespace and metadata databases; PostgreSQL: the component's database).
         ``password_envs`` maps "mysql"/"postgres" to the environment variable holding the
-        password; ``extra`` is merged at the top level (catalog, pause settings)."""
+        password; ``extra`` is merged at the top level (catalog, pause settings). With
+        ``scalardb`` (the default) each component declares itself ScalarDB-managed."""
         data: dict[str, Any] = {
             "site": name,
             "catalog": {"path": "catalog"},
@@ -511,6 +532,8 @@ class Cluster:
                     },
                 ],
             }
+            if scalardb:
+                data[comp]["scalardb"] = d.scalardb_info()
         data.update(extra)
         return data
 

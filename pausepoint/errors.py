@@ -199,6 +199,18 @@ class CaptureError(PausepointError):
     exit_code = 7
 
 
+class ClusterChangedError(CaptureError):
+    """A clustered store's membership changed during the pause window (a Cassandra node joined,
+    left, moved or went down between the preparation and the snapshots): the snapshots do not
+    cover one ring, so no restore point was registered."""
+
+
+class NodeCommandError(PausepointError):
+    """A command on a database node (through its node executor: local, ssh, kubernetes) could
+    not start, failed or timed out. The store reports it inside the error of the step (check,
+    capture, restore), naming the node, the command and its stderr."""
+
+
 class DumpFormatError(PausepointError, ValueError):
     """A MySQL/MariaDB dump could not be read for its fingerprint (a row with an unbalanced
     quote, a dump that ends inside a table's data). The store reports it inside a CaptureError

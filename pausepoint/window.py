@@ -19,10 +19,12 @@ Rules that keep production safe:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -45,6 +47,36 @@ log = logging.getLogger(__name__)
 # component name -> its admin targets
 NodeSet = dict[str, list[Target]]
 Discover = Callable[[], NodeSet]
+
+_collector_lock = threading.Lock()
+_collector_holders = 0
+_collector_was_enabled = False
+
+
+@contextlib.contextmanager
+def collector_held() -> Iterator[None]:
+    """No automatic garbage collection in this process for the block (the pause window).
+
+    A full (generation 2) collection stops every thread of the process, the admin client's
+    event loop included, for as long as it walks the heap: 241 ms inside one drain of
+    ``bench.pitr_stall`` (the whole of that write-stall spike; BENCHMARKS.md). Deferred, it runs
+    after the window, when production writes flow again. The collector is process-wide, so
+    overlapping windows (two sites' backups in one worker process) share one hold: it is
+    re-enabled when the last one ends, and only if it was enabled before the first began."""
+    global _collector_holders, _collector_was_enabled
+    with _collector_lock:
+        if _collector_holders == 0:
+            _collector_was_enabled = gc.isenabled()
+            gc.disable()
+        _collector_holders += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector_holders -= 1
+            if _collector_holders == 0 and _collector_was_enabled:
+                gc.enable()
+
 
 # Pause outcomes after which the gate may be closed by US and must be reopened.
 _OURS_IF_FAILED = {Reason.DEADLINE}

@@ -3,12 +3,15 @@
 # runs need no network.
 #
 #   .cache/scalardb-node/lib/       its runtime class path (ScalarDB 3.16.1, scalar-admin 2.2.1,
-#                                   gRPC, the JDBC drivers), resolved by Maven from the pom
+#                                   gRPC, the JDBC drivers), resolved by Maven from pom.xml
 #   .cache/scalardb-node/classes/   the node's own classes (javac --release 17)
+#   .cache/scalardb-node/tools/     ScalarDB's schema loader 3.16.1 and the JDBC drivers, a class
+#                                   path of their own (harness/scalardb_node/tools.pom.xml; the
+#                                   tests' real ScalarDB tables: tests/support/scalardb_multi.py)
 #
-# Versions are pinned in harness/scalardb_node/pom.xml; Maven's repository is .cache/m2. Each
-# part is skipped when it is present for the current pom (lib) or pom + sources (classes): a
-# stamp file holds their sha256. Exit status 0 when both are ready.
+# Versions are pinned in the two poms; Maven's repository is .cache/m2. Each part is skipped
+# when it is present for the current pom (lib, tools) or pom + sources (classes): a stamp file
+# holds their sha256. Exit status 0 when all three are ready.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,25 +27,33 @@ done
 
 fresh() { [[ -f "$1/.stamp" && "$(cat "$1/.stamp")" == "$2" ]]; }
 
-pom_sha="$(sha256sum "$POM" | cut -d' ' -f1)"
-if fresh "$CACHE/lib" "$pom_sha"; then
-  echo "fetch-scalardb-node: lib present ($(ls "$CACHE/lib" | grep -c '\.jar$') jars)"
-else
-  echo "fetch-scalardb-node: resolving harness/scalardb_node/pom.xml into .cache/scalardb-node/lib ..."
+# resolve POM DIR: the pom's runtime dependencies copied into $CACHE/DIR, stamped with its sha256.
+resolve() {
+  local pom="$1" dir="$2" sha start
+  sha="$(sha256sum "$pom" | cut -d' ' -f1)"
+  if fresh "$CACHE/$dir" "$sha"; then
+    echo "fetch-scalardb-node: $dir present ($(ls "$CACHE/$dir" | grep -c '\.jar$') jars)"
+    return
+  fi
+  echo "fetch-scalardb-node: resolving ${pom#"$ROOT/"} into .cache/scalardb-node/$dir ..."
   start=$(date +%s)
-  rm -rf "$CACHE/lib.tmp"
+  rm -rf "$CACHE/$dir.tmp"
   # Offline first: a repository that already holds everything needs no network.
-  mvn_args=(-q -B --no-transfer-progress -Dstyle.color=never -f "$POM" "-Dmaven.repo.local=$M2"
-            dependency:copy-dependencies "-DoutputDirectory=$CACHE/lib.tmp" -DincludeScope=runtime)
+  local mvn_args=(-q -B --no-transfer-progress -Dstyle.color=never -f "$pom" "-Dmaven.repo.local=$M2"
+                  dependency:copy-dependencies "-DoutputDirectory=$CACHE/$dir.tmp" -DincludeScope=runtime)
   if ! mvn -o "${mvn_args[@]}" >/dev/null 2>&1; then
-    rm -rf "$CACHE/lib.tmp"
+    rm -rf "$CACHE/$dir.tmp"
     mvn "${mvn_args[@]}" 2>&1 | sed -e $'s/\x1b\\[[0-9;]*m//g' >&2
   fi
-  rm -rf "$CACHE/lib"
-  mv "$CACHE/lib.tmp" "$CACHE/lib"
-  echo "$pom_sha" >"$CACHE/lib/.stamp"
-  echo "fetch-scalardb-node: lib ready in $(( $(date +%s) - start )) s ($(ls "$CACHE/lib" | grep -c '\.jar$') jars)"
-fi
+  rm -rf "$CACHE/$dir"
+  mv "$CACHE/$dir.tmp" "$CACHE/$dir"
+  echo "$sha" >"$CACHE/$dir/.stamp"
+  echo "fetch-scalardb-node: $dir ready in $(( $(date +%s) - start )) s ($(ls "$CACHE/$dir" | grep -c '\.jar$') jars)"
+}
+
+pom_sha="$(sha256sum "$POM" | cut -d' ' -f1)"
+resolve "$POM" lib
+resolve "$PROJECT/tools.pom.xml" tools
 
 src_sha="$( (cd "$PROJECT" && { echo "$pom_sha"; find src -name '*.java' -print0 | sort -z | xargs -0 sha256sum; }) | sha256sum | cut -d' ' -f1)"
 if fresh "$CACHE/classes" "$src_sha"; then

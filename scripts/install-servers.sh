@@ -2,7 +2,9 @@
 # Installs the database servers and client tools the integration tests and the demo run against:
 # PostgreSQL (server + pg_dump/pg_restore) and MariaDB (server + mariadb-dump/mariadb); and
 # Chromium (with a text font), which the end-to-end tests run headless against the Prefect UI;
-# gcc and libxxhash-dev, which build the MySQL fingerprint's C row sums (make native).
+# gcc and libxxhash-dev, which build the MySQL fingerprint's C row sums (make native);
+# openssh-server (sshd, ssh-keygen), which the tests start privately on loopback for the
+# cassandra store's ssh node executor (never as a system service).
 # Idempotent: installs only what is missing, runs `apt-get update` at most once, never prompts.
 # The test fixtures start their own private instances; this script never starts or configures
 # a system service.
@@ -31,6 +33,9 @@ declare -A wanted=(
   [mariadb]=mariadb-client
   [mariadbd]=mariadb-server
   [mariadb-install-db]=mariadb-server
+  [ssh]=openssh-client
+  [ssh-keygen]=openssh-client
+  [sshd]=openssh-server
 )
 # The e2e tests drive the Prefect UI in headless Chromium; the demo never opens a browser.
 if [ "$demo" -eq 0 ]; then
@@ -41,6 +46,7 @@ have() {
   # initdb/postgres live outside PATH on Debian (/usr/lib/postgresql/<major>/bin).
   case "$1" in
     mariadbd) command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] ;;
+    sshd) command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }
@@ -72,8 +78,8 @@ if [ "$print" -eq 1 ]; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  what="postgresql, mariadb, gcc and libxxhash-dev"
-  [ "$demo" -eq 0 ] && what="postgresql, mariadb, chromium, gcc and libxxhash-dev"
+  what="postgresql, mariadb, gcc, libxxhash-dev and openssh"
+  [ "$demo" -eq 0 ] && what="postgresql, mariadb, chromium, gcc, libxxhash-dev and openssh"
   echo "install-servers: $what are already installed"
   exit 0
 fi

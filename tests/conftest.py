@@ -119,35 +119,6 @@ def s3_endpoint(moto):
         yield moto
 
 
-# --- ScalarDL Ledger harness (harness/ledger.py) ----------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def scalardl_tools() -> Path:
-    """The fetched schema loader / client SDK class path (scripts/fetch-scalardl.sh, run by
-    `make test`); missing jars skip locally and fail in CI."""
-    from harness import ledger
-
-    try:
-        return ledger.require_tools()
-    except ledger.LedgerUnavailable as exc:
-        _unavailable(str(exc))
-
-
-@pytest.fixture(scope="session")
-def scalardl_ledger() -> Path:
-    """The fetched Ledger server class path. When the registry does not serve the Ledger (the
-    fetch script records that), tests skip everywhere: CI cannot do better than the fetch did."""
-    from harness import ledger
-
-    try:
-        return ledger.require_ledger()
-    except ledger.LedgerUnavailable as exc:
-        if (ledger.scalardl_home() / "ledger-unavailable.txt").is_file():
-            pytest.skip(str(exc))
-        _unavailable(str(exc))
-
-
 # --- the ScalarDB-backed node (harness/scalardb_node.py) ---------------------------------------
 
 
@@ -159,5 +130,55 @@ def scalardb_node_cp() -> str:
 
     try:
         return scalardb_node.require_node()
+    except scalardb_node.NodeUnavailable as exc:
+        _unavailable(str(exc))
+
+
+# --- Cassandra (harness/cassandra_cluster.py) and a private sshd (harness/sshd.py) ------------
+
+
+@pytest.fixture(scope="session")
+def cassandra_cluster(servers_dir: Path):
+    """A real 3-node Cassandra 5.0 cluster on 127.0.0.1-3 (scripts/fetch-cassandra.sh, run by
+    `make test`), started once per session; ~1 GB RSS per node. Tests make their own keyspaces.
+    ``cluster.store_settings(keyspaces)`` is a cassandra store's site-file entry (local
+    executor); ``cluster.start_seconds`` how long the start took."""
+    from harness import cassandra_cluster as cc
+
+    try:
+        cluster = cc.CassandraCluster(servers_dir / "cassandra")
+    except cc.CassandraUnavailable as exc:
+        _unavailable(str(exc))
+    try:
+        cluster.start()
+        print(f"\ncassandra: 3 nodes up in {cluster.start_seconds:.1f} s")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(servers_dir: Path):
+    """A private OpenSSH server on 127.0.0.1 with its own host and client keys."""
+    from harness import sshd as sshd_harness
+
+    try:
+        server = sshd_harness.start_sshd(servers_dir / "sshd")
+    except sshd_harness.SshdUnavailable as exc:
+        _unavailable(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def scalardb_tools() -> Path:
+    """ScalarDB's schema loader class path folder (``.cache/scalardb-node/tools``, built with the
+    node by `make test`); missing jars skip locally and fail in CI."""
+    from harness import scalardb_node
+
+    try:
+        return scalardb_node.require_tools()
     except scalardb_node.NodeUnavailable as exc:
         _unavailable(str(exc))

@@ -34,6 +34,7 @@ from pydantic import Field, TypeAdapter
 
 from pausepoint.errors import StoreKindError
 from pausepoint.stores.base import CaptureDetails, Store, StoreConfigBase
+from pausepoint.stores.cassandra_config import CassandraCaptureDetails, CassandraConfig
 from pausepoint.stores.cosmos.config import CosmosCaptureDetails, CosmosConfig
 from pausepoint.stores.dynamodb.config import DynamoCaptureDetails, DynamoConfig
 from pausepoint.stores.mysql_config import MysqlBinlogDetails, MysqlCaptureDetails, MysqlConfig
@@ -287,6 +288,28 @@ def _cosmos_namespaces(
     )
 
 
+def _cassandra_locations(
+    cfg: CassandraConfig,
+    *,
+    as_target: bool,
+    where: str | None = None,
+    resolve: Resolver | None = None,
+) -> frozenset[Location]:
+    """Every keyspace on every node (its ring address) and every contact point, at the CQL
+    port: a restore writes each node's files."""
+    from pausepoint.locations import Location, servers, system_resolver
+
+    where = where or ("in the restore target" if as_target else "in the site file")
+    hosts = [n.address for n in cfg.nodes] + list(cfg.contact_points)
+    found: set[Location] = set()
+    for host in hosts:
+        for server in servers(host, cfg.port, store=cfg.name, where=where,
+                              resolve=resolve or system_resolver):  # fmt: skip
+            for ks in cfg.keyspaces:
+                found.add(Location(server, ks.casefold(), f"{host}:{cfg.port}/{ks}"))
+    return frozenset(found)
+
+
 BUILTIN: tuple[StoreKind, ...] = (
     StoreKind(
         kind="postgres",
@@ -375,6 +398,15 @@ BUILTIN: tuple[StoreKind, ...] = (
             capture="pitr", pitr_granularity_ms=1000, restore_modes=frozenset({"side_by_side"})
         ),
         details=RdsCaptureDetails,
+    ),
+    StoreKind(
+        kind="cassandra",
+        config=CassandraConfig,
+        store="pausepoint.stores.cassandra.store:CassandraStore",
+        locations=_cassandra_locations,
+        # Not transactional across nodes or partitions: every node is snapshotted in a pause.
+        capabilities=Capabilities(capture="snapshot", transactional=False),
+        details=CassandraCaptureDetails,
     ),
 )
 

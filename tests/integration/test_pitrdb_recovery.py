@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import itertools
 import os
-import pwd
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -44,7 +43,8 @@ from pausepoint.secrets import SecretResolver
 from pausepoint.site import load_site
 from pausepoint.stores import open_store
 from pausepoint.stores.base import StoreCapture
-from pausepoint.stores.postgres_wal import segment_name, stop_restored
+from pausepoint.stores.postgres_wal import segment_name
+from tests.support.pitr_servers import WalServer, start_binlog_mariadb, wal_postgres
 from tests.support.prefect_api import latest_artifact
 from tests.unit.test_clock import FakeNtpServer
 
@@ -54,57 +54,11 @@ PG_ENV, MY_ENV = "PP_PITRDB_PG_PASSWORD", "PP_PITRDB_MY_PASSWORD"
 _n = itertools.count()
 
 
-def _postgres_owns(path: Path) -> None:
-    pw = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
-    path.mkdir(parents=True, exist_ok=True)
-    if pw is not None:
-        os.chown(path, pw.pw_uid, pw.pw_gid)
-
-
-@dataclass
-class WalServer:
-    server: servers.PostgresServer
-    archive: Path
-    restored: list[Path] = field(default_factory=list)  # servers a restore started: stopped
-
-
-def _start(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except servers.ServerUnavailable as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture(scope="module")
 def wal_pg(servers_dir: Path) -> Iterator[WalServer]:
     """A PostgreSQL of its own that archives its WAL (archive_mode, archive_command)."""
-    base = servers_dir / "pg-wal"
-    _postgres_owns(base)
-    archive = base / "archive"
-    _postgres_owns(archive)
-    _postgres_owns(archive / "wal")
-    # The command an operator writes (docs/stores.md): never overwrite a segment.
-    command = f"test ! -f {archive}/wal/%f && cp %p {archive}/wal/%f"
-    server = _start(
-        servers.start_postgres,
-        base,
-        settings={"archive_mode": "on", "archive_command": command, "wal_level": "replica"},
-    )
-    wal = WalServer(server, archive)
-    try:
+    with wal_postgres(servers_dir / "pg-wal") as wal:
         yield wal
-    finally:
-        for d in wal.restored:
-            stop_restored(d)
-        server.stop()
-
-
-def start_binlog_mariadb(base: Path) -> servers.MysqlServer:
-    return _start(
-        servers.start_mariadb,
-        base,
-        extra_args=[f"--log-bin={base}/binlog", "--server-id=1", "--binlog-format=ROW"],
-    )
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +225,9 @@ def test_backups_under_load_restore_by_time_to_exactly_the_paused_state(pitrdb_s
     assert cli(["points", "list", "--site", str(site.path)]) == 0
     listed = capsys.readouterr().out
     assert all(f"{p}" in listed for p in points)
-    assert listed.count("restorable yes") == len(points), listed
+    rows = listed.splitlines()
+    assert rows[0].split()[-1] == "RESTORABLE", listed
+    assert [r.split()[-1] for r in rows[1:] if r.split()[0] in points] == ["yes"] * len(points)
 
     for point_id in points:
         point = site.point(point_id)

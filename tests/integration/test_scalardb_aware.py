@@ -1,8 +1,8 @@
 """ScalarDB-managed components on REAL ScalarDB tables, through the real backup and restore flows.
 
-ScalarDB's own schema loader (3.16, ``.cache/scalardl/lib``) creates a multi-storage layout on
-the session's servers: namespace ``<tag>_mbank`` on MariaDB, ``pbank`` and the coordinator on
-PostgreSQL, ScalarDB's metadata (namespace ``<tag>_meta``, the configurable
+ScalarDB's own schema loader (3.16, ``.cache/scalardb-node/tools``) creates a multi-storage
+layout on the session's servers: namespace ``<tag>_mbank`` on MariaDB, ``pbank`` and the
+coordinator on PostgreSQL, ScalarDB's metadata (namespace ``<tag>_meta``, the configurable
 ``jdbc.table_metadata.schema``) in both. The records and coordinator states of the cases are
 written directly into the tables ScalarDB created, with ScalarDB's state codes (PREPARED 1,
 COMMITTED 3; ``TransactionState.java``): a committed base, a PREPARED record whose transaction
@@ -94,7 +94,7 @@ INSERT = (
 
 
 @pytest.fixture(scope="module")
-def sdb(pg_server, mysql_server, scalardl_tools, prefect_api, tmp_path_factory) -> Iterator[Sdb]:
+def sdb(pg_server, mysql_server, scalardb_tools, prefect_api, tmp_path_factory) -> Iterator[Sdb]:
     tag = f"sdb{secrets.token_hex(3)}"
     work = tmp_path_factory.mktemp("scalardb")
     pg_db = f"{tag}_pg"
@@ -110,7 +110,7 @@ def sdb(pg_server, mysql_server, scalardl_tools, prefect_api, tmp_path_factory) 
     )
     mp = pytest.MonkeyPatch()
     try:
-        create_schema(scalardl_tools, storage, work / "loader")
+        create_schema(scalardb_tools, storage, work / "loader")
         kinds = for_servers(pg_server, mysql_server, {"postgres": PG_ENV, "mysql": MY_ENV})
         mp.setenv(PG_ENV, PASSWORD)
         mp.setenv(MY_ENV, PASSWORD)
@@ -135,7 +135,7 @@ def sdb(pg_server, mysql_server, scalardl_tools, prefect_api, tmp_path_factory) 
                 "pause": {"call_timeout_ms": 3000, "drain_timeout_ms": 5000},
                 "ledger": ledger,
             }
-            ctx = Sdb(tag, storage, site, work / "site.yaml", work, scalardl_tools,
+            ctx = Sdb(tag, storage, site, work / "site.yaml", work, scalardb_tools,
                       pg_server, mysql_server, nodes)  # fmt: skip
             ctx.write_site(site)
             _seed(ctx)

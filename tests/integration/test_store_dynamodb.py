@@ -587,7 +587,7 @@ def test_a_deleted_source_without_our_backup_is_refused(site, tmp_path):
         site.store(table_prefix="y_").check_restorable(cap)
 
 
-def test_scalardbs_own_tables_are_found_and_restored_side_by_side(moto, scalardl_tools, tmp_path):
+def test_scalardbs_own_tables_are_found_and_restored_side_by_side(moto, scalardb_tools, tmp_path):
     """ScalarDB's schema loader (its DynamoDB adapter pointed at moto's server) makes the
     Ledger's tables, the coordinator's and its metadata table under a namespace prefix, with
     PITR on and auto scaling registered; the store finds exactly those, records their auto

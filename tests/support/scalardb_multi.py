@@ -1,7 +1,8 @@
 """Real ScalarDB tables on the test servers: multi-storage over PostgreSQL and MariaDB, created by
-ScalarDB's own schema loader (the jars of ``.cache/scalardl/lib``, as ``harness/ledger.py`` runs
-it), and a read through ScalarDB's transaction manager (a single-file Java program run from that
-class path) to prove ScalarDB finds a table through its metadata."""
+ScalarDB's own schema loader (the jars of ``.cache/scalardb-node/tools``, built by
+scripts/fetch-scalardb-node.sh), and a read through ScalarDB's transaction manager (a
+single-file Java program run from that class path) to prove ScalarDB finds a table through its
+metadata."""
 
 from __future__ import annotations
 

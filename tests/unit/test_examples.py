@@ -27,6 +27,7 @@ def test_demo_site_template_is_valid_once_filled():
             ledger_node_1="127.0.0.1:50053",
             ledger_node_2="127.0.0.1:50153",
             auditor_node_1="127.0.0.1:40053",
+            auditor_node_2="127.0.0.1:40153",
         )
     )
     site = parse_site(yaml.safe_load(text))
