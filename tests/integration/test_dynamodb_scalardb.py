@@ -37,6 +37,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,10 @@ from pausepoint.catalog.manifest import RestorePoint
 from pausepoint.requests import BackupRequest, RestoreRequest
 from pausepoint.site import Target, load_site
 from pausepoint.stores._aws import AwsClients
-from tests.support.aws import KEY_ENV, SECRET_ENV, move_time, now_minus
+from pausepoint.stores.base import CaptureContext, CaptureWindow
+from pausepoint.stores.dynamodb.config import DynamoConfig
+from pausepoint.stores.dynamodb.store import DynamoStore
+from tests.support.aws import KEY_ENV, SECRET_ENV, aws_settings, move_time, now_minus, resolver
 from tests.unit.test_clock import FakeNtpServer
 
 pytestmark = [pytest.mark.integration]
@@ -128,9 +132,22 @@ def _move_windows(real_client):
 
 
 @pytest.fixture(scope="module")
-def dsite(scalardb_node_cp, prefect_api, tmp_path_factory) -> Iterator[DynamoSite]:
+def serial_moto(tmp_path_factory) -> Iterator[moto_server.MotoServer]:
+    """moto's server of this module, one request at a time (the module docstring says why)."""
+    try:
+        moto = moto_server.start_moto(tmp_path_factory.mktemp("moto-serial"), serial=True)
+    except moto_server.ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield moto
+    finally:
+        moto.stop()
+
+
+@pytest.fixture(scope="module")
+def dsite(serial_moto, scalardb_node_cp, prefect_api, tmp_path_factory) -> Iterator[DynamoSite]:
     work = tmp_path_factory.mktemp("dynamodb-scalardb")
-    moto = moto_server.start_moto(work / "moto", serial=True)
+    moto = serial_moto
     ntp = FakeNtpServer(offset_s=0.004, root_dispersion_s=0.003)
     cluster = None
     try:
@@ -168,7 +185,6 @@ def dsite(scalardb_node_cp, prefect_api, tmp_path_factory) -> Iterator[DynamoSit
                         admin.unpause(Target.parse(t), timeout_s=5)
             cluster.stop()
         ntp.close()
-        moto.stop()
 
 
 @pytest.fixture(scope="module")
@@ -298,3 +314,89 @@ def test_restore_in_place_by_the_alias_procedure_with_the_nodes_stopped(backed_u
     end = time.time()
     verdict = check_copy(c.check(), log, (end, end))
     assert verdict.ok, verdict.summary()
+
+
+# --- ScalarDB's metadata under the new prefix, on the store alone (no nodes) ---------------------
+
+
+@pytest.mark.parametrize("old", ["", "pp_meta_"])
+def test_side_by_side_renames_scalardb_metadata_to_the_new_prefix(serial_moto, tmp_path, old):
+    """ScalarDB keys its metadata by prefixed names: ``metadata.table`` =
+    ``<prefix><namespace>.<table>`` and, where a ScalarDB version keeps it,
+    ``namespaces.namespace_name`` = ``<prefix><namespace>``. A side-by-side restore renames
+    exactly the entries of the restored tables (the empty prefix, ScalarDB's default, included:
+    nothing is renamed twice), leaves other entries and the source's metadata alone, and a
+    rerun (a resumed restore) renames nothing more."""
+    ddb = serial_moto.client("dynamodb")
+    ns, coord, meta = f"bank{len(old)}", f"coord{len(old)}", f"sdb{len(old)}"
+
+    def table(name: str, key: str) -> None:
+        ddb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.update_continuous_backups(
+            TableName=name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+
+    data = [f"{ns}.asset", f"{coord}.state"]
+    for key in data:
+        table(f"{old}{key}", "concatenatedPartitionKey")
+    table(f"{old}{meta}.metadata", "table")
+    table(f"{old}{meta}.namespaces", "namespace_name")
+    for key in data:
+        ddb.put_item(
+            TableName=f"{old}{meta}.metadata",
+            Item={"table": {"S": f"{old}{key}"}, "columns": {"M": {"id": {"S": "text"}}}},
+        )
+    # an entry of a table this store does not hold stays as it is
+    ddb.put_item(TableName=f"{old}{meta}.metadata", Item={"table": {"S": "elsewhere.t"}})
+    for n in (ns, coord):
+        ddb.put_item(
+            TableName=f"{old}{meta}.namespaces", Item={"namespace_name": {"S": f"{old}{n}"}}
+        )
+
+    settings = {
+        "name": "ledger-ddb",
+        "kind": "dynamodb",
+        "namespaces": [ns],
+        "coordinator_namespace": coord,
+        "metadata_namespace": meta,
+        "table_prefix": old,
+        **aws_settings(serial_moto.endpoint),
+    }
+    source = DynamoStore(DynamoConfig.model_validate(settings), resolver())
+    # tables made a moment ago: answered as AWS would an hour on
+    move_time(source.aws.client("dynamodb"), earliest=now_minus(3600), latest=now_minus(0))
+    ctx = CaptureContext.local(tmp_path, store=source.name, point_id="20261207T090000Z-cd34")
+    handle = source.open_capture(ctx)
+    mid = datetime.now(UTC)
+    ctx.window = CaptureWindow(start=mid, end=mid, mid=mid)
+    cap = source.finish_capture(handle)
+
+    new = f"r_{old}"
+    store = DynamoStore(source.config.retarget({"table_prefix": new}), resolver())
+    move_time(store.aws.client("dynamodb"), earliest=now_minus(3600), latest=now_minus(0))
+    store.check_restorable(cap)
+    store.check_restore_target(cap, replace=False)
+    store.restore(cap, tmp_path, replace=False)
+
+    def keys(name: str, attr: str) -> list[str]:
+        return sorted(i[attr]["S"] for i in ddb.scan(TableName=name)["Items"])
+
+    assert keys(f"{new}{meta}.metadata", "table") == sorted(
+        [f"{new}{k}" for k in data] + ["elsewhere.t"]
+    )
+    assert keys(f"{new}{meta}.namespaces", "namespace_name") == sorted(
+        [f"{new}{coord}", f"{new}{ns}"]
+    )
+    item = ddb.get_item(TableName=f"{new}{meta}.metadata", Key={"table": {"S": f"{new}{ns}.asset"}})
+    assert item["Item"]["columns"] == {"M": {"id": {"S": "text"}}}  # the rest of the entry kept
+    assert keys(f"{old}{meta}.metadata", "table") == sorted(
+        [f"{old}{k}" for k in data] + ["elsewhere.t"]
+    )
+    assert store.restored_to()["ScalarDB metadata"] == "4 entries renamed to the new prefix"
+    assert store._rename_in_metadata(store.captured_details(cap)) == 0  # a rerun: nothing left
