@@ -20,6 +20,8 @@ from pathlib import Path
 from harness.processes import HOST, free_port, log_tail, stop_child
 from harness.servers import ServerStartError, ServerUnavailable
 
+REPO = Path(__file__).resolve().parents[1]
+
 # Any non-empty values: moto accepts every key. Given to boto3 through the environment or a
 # session, never on a command line.
 ACCESS_KEY = "testing-access-key"
@@ -65,12 +67,19 @@ def _executable() -> Path:
     return exe
 
 
-def start_moto(base: Path, port: int | None = None, timeout: float = 60.0) -> MotoServer:
-    """Start ``moto_server`` on 127.0.0.1 and wait until it answers."""
+def start_moto(
+    base: Path, port: int | None = None, timeout: float = 60.0, *, serial: bool = False
+) -> MotoServer:
+    """Start ``moto_server`` on 127.0.0.1 and wait until it answers. ``serial``: moto's
+    application behind one lock (harness/moto_serial.py), so that a conditional write is atomic
+    as on AWS: needed by ScalarDB's Consensus Commit with several writers."""
     exe = _executable()
     base.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log = base / "moto.log"
+    argv = [str(exe), "-H", HOST, "-p", str(port)]
+    if serial:
+        argv = [sys.executable, "-m", "harness.moto_serial", "-H", HOST, "-p", str(port)]
     env = dict(os.environ)
     # moto's server must never reach out: no AWS settings of the machine leak into it.
     for name in list(env):
@@ -78,11 +87,12 @@ def start_moto(base: Path, port: int | None = None, timeout: float = 60.0) -> Mo
             del env[name]
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [str(exe), "-H", HOST, "-p", str(port)],
+            argv,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            cwd=REPO,  # `-m harness.moto_serial` is found from the checkout
         )
     endpoint = f"http://{HOST}:{port}"
     deadline = time.monotonic() + timeout

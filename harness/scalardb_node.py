@@ -17,7 +17,14 @@ A **component** (``ledger`` or ``auditor``) has its own databases (:class:`Compo
 Every transfer moves an amount between a ``my-`` and a ``pg-`` account, so each commit spans
 both databases, with the coordinator on PostgreSQL.
 
-Secrets: each node's properties file (database passwords) is written 0600 and passed by path.
+Or, the storage choice :class:`DynamoDbs`, a component on a DynamoDB endpoint (moto's server in
+the tests): ScalarDB's DynamoDB adapter with the component's own table prefix; the ``my-`` and
+``pg-`` accounts in two namespaces (two sets of tables, so a transfer still spans two), the
+coordinator and ScalarDB's metadata under the same prefix. Node, workload and checker are the
+same for both; only ``properties()`` (and the stores a site declares) differ.
+
+Secrets: each node's properties file (database passwords, AWS keys) is written 0600 and passed by
+path.
 Processes are stopped only through the process objects this module started.
 """
 
@@ -151,6 +158,36 @@ class ComponentDbs:
             pg_metadata=f"{prefix}_{component}_meta",
         )
 
+    def prepare(self) -> None:
+        """What ScalarDB does not create itself: the PostgreSQL database."""
+        create_databases(self)
+
+    def site_stores(self, password_envs: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The site file's stores of this component: MariaDB (the namespace and metadata
+        databases) and PostgreSQL (the component's database); ``password_envs`` maps
+        "mysql"/"postgres" to the environment variable holding the password."""
+        comp = self.component
+        return [
+            {
+                "kind": "mysql",
+                "name": f"{comp}-my",
+                "host": self.mysql.host,
+                "port": self.mysql.port,
+                "user": self.mysql.user,
+                "password": {"env": password_envs["mysql"]},
+                "databases": self.mysql_databases,
+            },
+            {
+                "kind": "postgres",
+                "name": f"{comp}-pg",
+                "host": self.postgres.host,
+                "port": self.postgres.port,
+                "user": self.postgres.user,
+                "password": {"env": password_envs["postgres"]},
+                "database": self.pg_database,
+            },
+        ]
+
     @property
     def mysql_databases(self) -> list[str]:
         """What a MariaDB store of this component must capture."""
@@ -223,6 +260,116 @@ class ComponentDbs:
         }
 
 
+@dataclass(frozen=True)
+class DynamoDbs:
+    """The tables of one component on a DynamoDB endpoint, and ScalarDB's names for them.
+
+    ScalarDB's DynamoDB adapter names a table ``<table_prefix><namespace>.<table>``; each
+    component has its own prefix, so both components' coordinator (``coordinator.state``) and
+    metadata (``scalardb.metadata``) tables live side by side on one endpoint. The credentials
+    go into the node's 0600 properties file (``scalar.db.username``/``password``), never into
+    a command line."""
+
+    component: str
+    endpoint: str  # http://127.0.0.1:PORT (scalar.db.dynamo.endpoint_override)
+    region: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    table_prefix: str  # scalar.db.dynamo.namespace.prefix
+    mysql_namespace: str  # the my-* accounts (the name is the account prefix, not a server)
+    pg_namespace: str  # the pg-* accounts and every request record
+    coordinator: str = "coordinator"
+    metadata: str = "scalardb"  # ScalarDB's default scalar.db.dynamo.table_metadata.namespace
+
+    @classmethod
+    def named(
+        cls,
+        component: str,
+        prefix: str,
+        endpoint: str,
+        region: str,
+        access_key: str,
+        secret_key: str,
+    ) -> DynamoDbs:
+        return cls(
+            component=component,
+            endpoint=endpoint,
+            region=region,
+            access_key=access_key,
+            secret_key=secret_key,
+            table_prefix=f"{prefix}_{component}_",
+            mysql_namespace=f"{component}_my",
+            pg_namespace=f"{component}_pg",
+        )
+
+    @property
+    def namespaces(self) -> list[str]:
+        """The component's data namespaces (a site's ``scalardb: namespaces``)."""
+        return [self.mysql_namespace, self.pg_namespace]
+
+    def prepare(self) -> None:
+        """Nothing: ScalarDB creates every table (PITR on, auto scaling registered)."""
+
+    def properties(self) -> dict[str, str]:
+        """ScalarDB's settings (DynamoDB, Consensus Commit) and the node's namespaces."""
+        return {
+            "scalar.db.transaction_manager": "consensus-commit",
+            "scalar.db.storage": "dynamo",
+            "scalar.db.contact_points": self.region,
+            "scalar.db.username": self.access_key,
+            "scalar.db.password": self.secret_key,
+            "scalar.db.dynamo.endpoint_override": self.endpoint,
+            "scalar.db.dynamo.namespace.prefix": self.table_prefix,
+            "scalar.db.dynamo.table_metadata.namespace": self.metadata,
+            "scalar.db.consensus_commit.coordinator.namespace": self.coordinator,
+            "scalar.db.cross_partition_scan.enabled": "true",
+            "pausepoint.node.namespace.mysql": self.mysql_namespace,
+            "pausepoint.node.namespace.postgres": self.pg_namespace,
+        }
+
+    def with_prefix(self, table_prefix: str) -> DynamoDbs:
+        """The same component's tables under another prefix (restored side by side): ScalarDB
+        finds them by the prefix alone, its metadata names no prefix."""
+        return replace(self, table_prefix=table_prefix)
+
+    def site_stores(self, credential_envs: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The site file's store of this component: one ``dynamodb`` store holding its
+        namespaces, coordinator and metadata under its prefix; ``credential_envs`` maps
+        "access_key_id"/"secret_access_key" to the environment variables holding them."""
+        return [
+            {
+                "kind": "dynamodb",
+                "name": f"{self.component}-ddb",
+                "region": self.region,
+                "endpoint_url": self.endpoint,
+                "credentials": {
+                    "source": "keys",
+                    "access_key_id": {"env": credential_envs["access_key_id"]},
+                    "secret_access_key": {"env": credential_envs["secret_access_key"]},
+                },
+                "namespaces": self.namespaces,
+                "coordinator_namespace": self.coordinator,
+                "metadata_namespace": self.metadata,
+                "table_prefix": self.table_prefix,
+            }
+        ]
+
+    def scalardb_info(self) -> dict[str, Any]:
+        """As ``ComponentDbs.scalardb_info``: the component's ``scalardb:`` in a site file."""
+        return self.scalardb_settings()
+
+    def scalardb_settings(self) -> dict[str, Any]:
+        """The component's ``scalardb:`` in a site file."""
+        return {
+            "namespaces": self.namespaces,
+            "coordinator_namespace": self.coordinator,
+            "metadata_namespace": self.metadata,
+        }
+
+
+Storage = ComponentDbs | DynamoDbs  # where a component's ScalarDB keeps its data
+
+
 def _escape(value: str) -> str:
     """A java.util.Properties value (the file is read with Properties.load)."""
     out = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
@@ -269,16 +416,17 @@ def _java(
     )
 
 
-def create_schema(dbs: ComponentDbs, workdir: Path) -> None:
-    """The PostgreSQL database, then ScalarDB's coordinator tables, namespaces and tables."""
-    create_databases(dbs)
+def create_schema(dbs: Storage, workdir: Path) -> None:
+    """What ScalarDB does not create itself (the PostgreSQL database), then ScalarDB's
+    coordinator tables, namespaces and tables."""
+    dbs.prepare()
     config = write_config(workdir / f"{dbs.component}-schema.properties", dbs.properties())
     r = _java(["schema"], config, timeout=180)
     if r.returncode != 0:
         raise NodeError(f"creating the {dbs.component} schema failed:\n{r.stderr[-3000:]}")
 
 
-def check(dbs: ComponentDbs, workdir: Path, timeout: float = 240) -> dict[str, Any]:
+def check(dbs: Storage, workdir: Path, timeout: float = 240) -> dict[str, Any]:
     """Everything of one component, read through one ScalarDB transaction (lazy recovery runs
     on prepared records): ``{"accounts": {id: {namespace, latest_age, balance, hash, chain}},
     "requests": {rid: {kind, src, dst, amount, result, proof, node}}}``."""
@@ -417,7 +565,7 @@ class NodeConnection:
         self.close()
 
 
-def node_process(dbs: ComponentDbs, name: str, workdir: Path, release: str = "3.14") -> NodeProcess:
+def node_process(dbs: Storage, name: str, workdir: Path, release: str = "3.14") -> NodeProcess:
     """A node of ``dbs``'s component with its own 0600 config (not started yet)."""
     if release not in RELEASES:
         raise ValueError(f"release must be one of {RELEASES}, got {release!r}")
@@ -463,7 +611,7 @@ def write_config_lines(path: Path, lines: Iterable[str]) -> None:
 class Cluster:
     """The ``ledger`` and ``auditor`` components, two nodes each, on the two test servers."""
 
-    dbs: dict[str, ComponentDbs]
+    dbs: dict[str, Storage]
     nodes: dict[str, list[NodeProcess]]
     workdir: Path
 
@@ -497,43 +645,26 @@ class Cluster:
     def site_dict(
         self, name: str, password_envs: Mapping[str, str], *, scalardb: bool = True, **extra: Any
     ) -> dict[str, Any]:
-        """A pausepoint site file (as a dict): per component its admin targets and two stores
-        (MariaDB: the namespace and metadata databases; PostgreSQL: the component's database).
-        ``password_envs`` maps "mysql"/"postgres" to the environment variable holding the
-        password; ``extra`` is merged at the top level (catalog, pause settings). With
-        ``scalardb`` (the default) each component declares itself ScalarDB-managed."""
+        """A pausepoint site file (as a dict): per component its admin targets and its stores
+        (``Storage.site_stores``: MariaDB + PostgreSQL, or one DynamoDB store).
+        ``password_envs`` maps "mysql"/"postgres" (or, on DynamoDB, "access_key_id"/
+        "secret_access_key") to the environment variables holding them; ``extra`` is merged at
+        the top level (catalog, pause settings, clock). With ``scalardb`` (the default) each
+        component declares itself ScalarDB-managed."""
         data: dict[str, Any] = {
             "site": name,
             "catalog": {"path": "catalog"},
             "pause": {"call_timeout_ms": 5000, "drain_timeout_ms": 10000},
         }
         for comp in COMPONENTS:
-            d = self.dbs[comp]
+            if comp not in self.dbs:
+                continue
             data[comp] = {
                 "targets": {"static": self.targets(comp)},
-                "stores": [
-                    {
-                        "kind": "mysql",
-                        "name": f"{comp}-my",
-                        "host": d.mysql.host,
-                        "port": d.mysql.port,
-                        "user": d.mysql.user,
-                        "password": {"env": password_envs["mysql"]},
-                        "databases": d.mysql_databases,
-                    },
-                    {
-                        "kind": "postgres",
-                        "name": f"{comp}-pg",
-                        "host": d.postgres.host,
-                        "port": d.postgres.port,
-                        "user": d.postgres.user,
-                        "password": {"env": password_envs["postgres"]},
-                        "database": d.pg_database,
-                    },
-                ],
+                "stores": self.dbs[comp].site_stores(password_envs),
             }
             if scalardb:
-                data[comp]["scalardb"] = d.scalardb_info()
+                data[comp]["scalardb"] = self.dbs[comp].scalardb_info()
         data.update(extra)
         return data
 
@@ -552,17 +683,52 @@ def start_cluster(
     ``pg``/``my``: harness.servers servers (or anything with host/port/user/password);
     ``prefix`` keeps the databases apart from other tests' on the same servers."""
     require_node()
-    workdir.mkdir(parents=True, exist_ok=True)
     mysql, postgres = Login.of(my), Login.of(pg)
-    dbs = {c: ComponentDbs.named(c, prefix, mysql, postgres) for c in COMPONENTS}
+    dbs: dict[str, Storage] = {
+        c: ComponentDbs.named(c, prefix, mysql, postgres) for c in COMPONENTS
+    }
+    return start_cluster_on(dbs, workdir, release=release, nodes_per_component=nodes_per_component)
+
+
+def start_dynamo_cluster(
+    endpoint: str,
+    region: str,
+    access_key: str,
+    secret_key: str,
+    prefix: str,
+    workdir: Path,
+    *,
+    release: str = "3.14",
+    nodes_per_component: int = 1,
+) -> Cluster:
+    """Both components on one DynamoDB endpoint (moto's server on loopback in the tests), each
+    under its own table prefix ``<prefix>_<component>_``; the keys go into 0600 files only."""
+    require_node()
+    dbs: dict[str, Storage] = {
+        c: DynamoDbs.named(c, prefix, endpoint, region, access_key, secret_key) for c in COMPONENTS
+    }
+    return start_cluster_on(dbs, workdir, release=release, nodes_per_component=nodes_per_component)
+
+
+def start_cluster_on(
+    dbs: Mapping[str, Storage],
+    workdir: Path,
+    *,
+    release: str = "3.14",
+    nodes_per_component: int = 2,
+) -> Cluster:
+    """Create the schema of each component of ``dbs`` (on whatever storage it names) and start
+    ``nodes_per_component`` nodes of each."""
+    require_node()
+    workdir.mkdir(parents=True, exist_ok=True)
     with concurrent.futures.ThreadPoolExecutor(len(dbs)) as pool:
         for f in [pool.submit(create_schema, d, workdir) for d in dbs.values()]:
             f.result()
     nodes = {
         c: [node_process(dbs[c], f"{c}-{i}", workdir, release) for i in range(nodes_per_component)]
-        for c in COMPONENTS
+        for c in dbs
     }
-    cluster = Cluster(dbs, nodes, workdir)
+    cluster = Cluster(dict(dbs), nodes, workdir)
     cluster.start()
     return cluster
 

@@ -31,7 +31,9 @@ def test_deploy_all_registers_what_prefect_yaml_says(own_server, monkeypatch):
     own_server.cli("deploy", "--all", "--no-prompt", cwd=ROOT, env={"PAUSEPOINT_ENV": "staging"})
     got = deployments_by_name(own_server)
     want = {s["name"]: s for s in deployment_specs(resolve("staging"))}
-    assert sorted(got) == sorted(want) == ["backup", "drill", "prune", "restore", "watchdog"]
+    assert (
+        sorted(got) == sorted(want) == ["backup", "check", "drill", "prune", "restore", "watchdog"]
+    )
     for name, spec in want.items():
         d = got[name]
         assert d["entrypoint"] == spec["entrypoint"]

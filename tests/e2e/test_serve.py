@@ -38,7 +38,7 @@ def test_serve_registers_every_deployment_with_its_schedule(own_server, tmp_path
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        while len(got := deployments_by_name(own_server)) < 5:
+        while len(got := deployments_by_name(own_server)) < 6:
             assert proc.poll() is None, f"serve exited with {proc.returncode}:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"not all deployments served:\n{log.read_text()}"
             time.sleep(0.5)
@@ -48,7 +48,9 @@ def test_serve_registers_every_deployment_with_its_schedule(own_server, tmp_path
                 values_for(site_file=site, drill_target=target, environment="staging")
             )
         }
-        assert sorted(got) == sorted(want) == ["backup", "drill", "prune", "restore", "watchdog"]
+        assert sorted(got) == sorted(want) == [
+            "backup", "check", "drill", "prune", "restore", "watchdog",
+        ]  # fmt: skip
         for name, spec in want.items():
             d = got[name]
             assert d["work_pool_name"] is None, name  # served by the process, not a pool

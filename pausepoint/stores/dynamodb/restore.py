@@ -18,6 +18,9 @@ Side by side (the originals stay):
     restore_requested restore_table_to_point_in_time(source -> prefix + name, the point)
     restored         target ACTIVE
 
+    then, once every table is restored (``DynamoStore``): ScalarDB's metadata entries of the
+    restored tables renamed to the new prefix (``tables.rename_keys``; idempotent)
+
 Settings (PITR, TTL, tags, auto scaling, streams, deletion protection) are re-applied after
 (``Store.reapply_settings``); billing mode and capacity are given to the restore call itself.
 """

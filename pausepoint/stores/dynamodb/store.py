@@ -65,6 +65,7 @@ class DynamoStore(Store[DynamoConfig]):
         self.step_hook: Callable[[str, str], None] | None = None
         self._restored: dict[str, str] = {}  # source table -> restored table (for the report)
         self._backups: dict[str, str] = {}
+        self._renamed = 0  # ScalarDB metadata entries moved to the new prefix
 
     # --- preflight ------------------------------------------------------------------------------
 
@@ -334,6 +335,25 @@ class DynamoStore(Store[DynamoConfig]):
             raise first
         self._restored = {j.source: j.target for j in jobs}
         self._backups = {j.source: str(tj.get(j.source, "backup_arn")) for j in jobs if j.in_place}
+        self._renamed = self._rename_in_metadata(details)
+
+    def _rename_in_metadata(self, details: DynamoCaptureDetails) -> int:
+        """Side by side: ScalarDB's restored metadata still names every table under the
+        source's prefix (it keys tables by their prefixed names), so ScalarDB given the new
+        prefix would find none of them; their entries are renamed to the new prefix.
+        Idempotent (a resumed restore runs it again)."""
+        old, new = details.table_prefix, self.config.table_prefix
+        meta = self.config.metadata_namespace
+        if meta is None or old == new:
+            return 0
+        namespaces = {s.key.partition(".")[0] for s in details.tables}
+        renames = {f"{old}{s.key}": f"{new}{s.key}" for s in details.tables}
+        renames |= {f"{old}{ns}": f"{new}{ns}" for ns in namespaces}
+        return sum(
+            t.rename_keys(self.aws, self._target_of(s), renames, RestoreError)
+            for s in details.tables
+            if s.key.partition(".")[0] == meta
+        )
 
     def reapply_settings(self, capture: StoreCapture) -> None:
         details = self._details(capture)
@@ -352,10 +372,11 @@ class DynamoStore(Store[DynamoConfig]):
         moved = {s: t for s, t in self._restored.items() if s != t}
         if moved:
             prefix = self.config.table_prefix
-            return {
-                "tables": f"{len(moved)} under prefix {prefix!r} in {self.config.region}",
-                "ScalarDB setting": f"scalar.db.dynamo.namespace.prefix={prefix}",
-            }
+            out = {"tables": f"{len(moved)} under prefix {prefix!r} in {self.config.region}"}
+            if self.config.metadata_namespace:
+                out["ScalarDB metadata"] = f"{self._renamed} entries renamed to the new prefix"
+            out["ScalarDB setting"] = f"scalar.db.dynamo.namespace.prefix={prefix}"
+            return out
         return {"alias backups kept": ", ".join(sorted(self._backups.values()))}
 
     def fingerprint(

@@ -303,6 +303,64 @@ def _moved(resource: str, source: str, target: str) -> str:
     return f"table/{target}{resource[len(head) :]}" if resource.startswith(head) else resource
 
 
+# --- ScalarDB's metadata under a new prefix ----------------------------------------------------
+
+
+def scan_all(aws: AwsClients, name: str, error: type[PausepointError]) -> list[dict[str, Any]]:
+    """Every item of a table (a consistent scan, page by page)."""
+    items: list[dict[str, Any]] = []
+    start: dict[str, Any] | None = None
+    while True:
+        page = aws.call(
+            DDB,
+            "Scan",
+            error,
+            f"reading table {name}",
+            TableName=name,
+            ConsistentRead=True,
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        items += page.get("Items", [])
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return items
+
+
+def rename_keys(
+    aws: AwsClients, name: str, renames: dict[str, str], error: type[PausepointError]
+) -> int:
+    """In table ``name``, every item whose (string) partition key is a key of ``renames`` is
+    written again under the new key and then deleted under the old one; returns how many.
+
+    ScalarDB keys its DynamoDB metadata by prefixed names (``metadata``: ``table`` =
+    ``<prefix><namespace>.<table>``; ``namespaces``, where a ScalarDB version keeps it:
+    ``namespace_name`` = ``<prefix><namespace>``), so tables restored under another prefix are
+    invisible to ScalarDB until their entries are renamed. Put before delete, the whole table
+    read first: a rerun after a failure renames what is left and nothing twice."""
+    desc = describe(aws, name, error)
+    if desc is None:
+        raise error(f"store {aws.store}: the restored table {name} is gone; restore again")
+    keys = [k["AttributeName"] for k in desc.get("KeySchema", [])]
+    partition = next(k["AttributeName"] for k in desc["KeySchema"] if k["KeyType"] == "HASH")
+    count = 0
+    for item in scan_all(aws, name, error):
+        old = item.get(partition, {}).get("S")
+        if old not in renames:
+            continue
+        what = f"renaming ScalarDB's entry {old} to {renames[old]} in {name}"
+        aws.call(
+            DDB,
+            "PutItem",
+            error,
+            what,
+            TableName=name,
+            Item={**item, partition: {"S": renames[old]}},
+        )
+        aws.call(DDB, "DeleteItem", error, what, TableName=name, Key={k: item[k] for k in keys})
+        count += 1
+    return count
+
+
 # --- fingerprint -------------------------------------------------------------------------------
 
 
