@@ -141,7 +141,13 @@ def scalardb_markdown(check: ScalarDbCheck) -> list[str]:
         "",
         f"## ScalarDB transactions of {check.component}: {verdict}",
         "",
-        f"{len(check.tables)} transactional tables read: {', '.join(check.tables) or 'none'}.",
+        f"{len(check.tables)} transactional tables read: {', '.join(check.tables) or 'none'}."
+        + (
+            f" NOT checked: store(s) {', '.join(check.unchecked)}, whose kind cannot read "
+            "ScalarDB's tables here (verify them with ScalarDL's ledger validation)."
+            if check.unchecked
+            else ""
+        ),
         "A record not COMMITTED is resolved by ScalarDB's lazy recovery when the coordinator "
         "holds its transaction's state (COMMITTED: rolled forward, ABORTED: rolled back); "
         "without one, the copy is torn.",

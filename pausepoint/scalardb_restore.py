@@ -164,6 +164,8 @@ class ScalarDbCheck(BaseModel):
     tables: list[str]  # transactional tables read (restored names)
     groups: list[PendingGroup] = Field(default_factory=list)
     problems: list[str] = Field(default_factory=list)  # unreadable metadata or tables
+    # stores whose kind cannot read ScalarDB's tables here (no SQL access: DynamoDB, Cosmos DB)
+    unchecked: list[str] = Field(default_factory=list)
 
     @property
     def unresolved(self) -> int:
@@ -175,8 +177,13 @@ class ScalarDbCheck(BaseModel):
 
     def summary(self) -> str:
         parts = [f"{len(self.tables)} transactional tables read"]
-        if not self.groups:
+        if self.tables and not self.groups:
             parts.append("every record COMMITTED")
+        if self.unchecked:
+            parts.append(
+                f"NOT checked: store(s) {', '.join(self.unchecked)} (their kind cannot read "
+                "ScalarDB's tables here)"
+            )
         parts += [g.describe() for g in self.groups]
         parts += self.problems
         return "; ".join(parts)
@@ -202,6 +209,7 @@ def check_transactions(
     views: list[StoreNamespaces] = [v for _, v in pairs]
     by_view = {id(v): s for s, v in pairs}
     problems: list[str] = []
+    unchecked: list[str] = []
     tables: list[str] = []
     records: dict[str, list[tuple[str, int]]] = {}  # table -> (tx_id, state)
     seen: set[tuple[frozenset[str], str]] = set()
@@ -222,6 +230,7 @@ def check_transactions(
                 "store %s: its kind cannot read ScalarDB's transaction metadata here; not checked",
                 slot.store.name,
             )
+            unchecked.append(slot.store.name)
             continue
         try:
             metadata = sql.metadata(view.restored_name(sdb.metadata_namespace))
@@ -277,6 +286,7 @@ def check_transactions(
     return ScalarDbCheck(
         component=component,
         tables=tables,
+        unchecked=unchecked,
         groups=[
             PendingGroup(
                 record_state=rs,

@@ -339,3 +339,13 @@ def test_dynamodb_and_cosmos_stores_say_which_namespaces_they_hold(store, field,
         as_target=False,
     )
     assert view is not None and view.renamed == {}
+
+
+def test_a_store_whose_kind_cannot_be_read_is_reported_not_checked():
+    """DynamoDB and Cosmos DB stores have no SQL access here: the ScalarDB check says so
+    instead of claiming every record COMMITTED."""
+    check = ScalarDbCheck(component="ledger", tables=[], unchecked=["ledger-ddb"])
+    text = check.summary()
+    assert "NOT checked: store(s) ledger-ddb" in text
+    assert "every record COMMITTED" not in text
+    assert "every record COMMITTED" in ScalarDbCheck(component="l", tables=["a.b"]).summary()
