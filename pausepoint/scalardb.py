@@ -9,8 +9,9 @@ PREPARED, and ScalarDB's table metadata (the ``scalardb`` database on MySQL/Mari
 
 How a store holds namespaces comes from its kind's registry entry
 (``registry.scalardb_namespaces``): MySQL/MariaDB captures exactly its ``databases``; PostgreSQL
-its ``schemas`` of ``database``, or every user schema of it when none are listed. A kind without
-that entry holds none.
+its ``schemas`` of ``database``, or every user schema of it when none are listed; Cassandra its
+``keyspaces``, whose schema is ScalarDB's metadata there (nothing else to capture). A kind
+without that entry holds none.
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ def coverage_problems(name: str, comp: Component, resolve: Resolver | None = Non
     meta = sdb.metadata_namespace
     checked: list[frozenset[str]] = []
     for v in used:
-        if any(v.storage & s for s in checked):
-            continue
+        if v.metadata_in_schema or any(v.storage & s for s in checked):
+            continue  # metadata_in_schema: captured with each namespace's own schema
         checked.append(v.storage)
         if not any(w.holds(meta) and w.storage & v.storage for w in views):
             problems.append(
