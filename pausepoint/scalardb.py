@@ -162,10 +162,17 @@ def check_coverage(site: Site, resolve: Resolver | None = None) -> list[str]:
         found = coverage_problems(name, comp, resolve)
         problems += found
         if comp.scalardb is not None and not found:
+            sdb = comp.scalardb
+            views, _ = _store_views(comp, resolve)
+            used = [v for ns in sdb.data_namespaces() for v in holders(views, ns)]
+            meta = (
+                "metadata in each namespace's own schema"  # Cassandra: nothing else to capture
+                if used and all(v.metadata_in_schema for v in used)
+                else f"metadata {sdb.metadata_namespace!r}"
+            )
             covered.append(
-                f"{name}: namespaces {', '.join(comp.scalardb.namespaces)}, coordinator "
-                f"{comp.scalardb.coordinator_namespace!r} and metadata "
-                f"{comp.scalardb.metadata_namespace!r} captured"
+                f"{name}: namespaces {', '.join(sdb.namespaces)}, coordinator "
+                f"{sdb.coordinator_namespace!r} and {meta} captured"
             )
     if problems:
         raise ScalarDbCoverageError(

@@ -358,7 +358,8 @@ def test_a_cassandra_store_holds_its_keyspaces_and_needs_no_metadata_namespace()
     whole = {**CASSANDRA, "keyspaces": ["scalar", "coordinator"]}
     assert coverage_problems("ledger", site(whole, None, sdb).ledger) == []
     assert check_coverage(site(whole, None, sdb)) == [
-        "ledger: namespaces scalar, coordinator 'coordinator' and metadata 'scalardb' captured"
+        "ledger: namespaces scalar, coordinator 'coordinator' and metadata in each namespace's "
+        "own schema captured"
     ]
     view = registry.scalardb_namespaces(site(whole).ledger.stores[0], as_target=False)
     assert view is not None and view.captured == {"scalar", "coordinator"}
