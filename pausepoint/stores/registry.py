@@ -427,7 +427,9 @@ BUILTIN: tuple[StoreKind, ...] = (
         # Not transactional across nodes or partitions: every node is snapshotted in a pause.
         capabilities=Capabilities(capture="snapshot", transactional=False),
         details=CassandraCaptureDetails,
-        scalardb=ScalarDbHooks(_cassandra_namespaces),
+        scalardb=ScalarDbHooks(
+            _cassandra_namespaces, "pausepoint.stores.cassandra.scalardb_cql:CassandraScalarDbCql"
+        ),
     ),
 )
 
