@@ -9,8 +9,9 @@ PREPARED, and ScalarDB's table metadata (the ``scalardb`` database on MySQL/Mari
 
 How a store holds namespaces comes from its kind's registry entry
 (``registry.scalardb_namespaces``): MySQL/MariaDB captures exactly its ``databases``; PostgreSQL
-its ``schemas`` of ``database``, or every user schema of it when none are listed. A kind without
-that entry holds none.
+its ``schemas`` of ``database``, or every user schema of it when none are listed; Cassandra its
+``keyspaces``, whose schema is ScalarDB's metadata there (nothing else to capture). A kind
+without that entry holds none.
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ def coverage_problems(name: str, comp: Component, resolve: Resolver | None = Non
     meta = sdb.metadata_namespace
     checked: list[frozenset[str]] = []
     for v in used:
-        if any(v.storage & s for s in checked):
-            continue
+        if v.metadata_in_schema or any(v.storage & s for s in checked):
+            continue  # metadata_in_schema: captured with each namespace's own schema
         checked.append(v.storage)
         if not any(w.holds(meta) and w.storage & v.storage for w in views):
             problems.append(
@@ -161,10 +162,17 @@ def check_coverage(site: Site, resolve: Resolver | None = None) -> list[str]:
         found = coverage_problems(name, comp, resolve)
         problems += found
         if comp.scalardb is not None and not found:
+            sdb = comp.scalardb
+            views, _ = _store_views(comp, resolve)
+            used = [v for ns in sdb.data_namespaces() for v in holders(views, ns)]
+            meta = (
+                "metadata in each namespace's own schema"  # Cassandra: nothing else to capture
+                if used and all(v.metadata_in_schema for v in used)
+                else f"metadata {sdb.metadata_namespace!r}"
+            )
             covered.append(
-                f"{name}: namespaces {', '.join(comp.scalardb.namespaces)}, coordinator "
-                f"{comp.scalardb.coordinator_namespace!r} and metadata "
-                f"{comp.scalardb.metadata_namespace!r} captured"
+                f"{name}: namespaces {', '.join(sdb.namespaces)}, coordinator "
+                f"{sdb.coordinator_namespace!r} and {meta} captured"
             )
     if problems:
         raise ScalarDbCoverageError(

@@ -214,7 +214,8 @@ def check_transactions(
     records: dict[str, list[tuple[str, int]]] = {}  # table -> (tx_id, state)
     seen: set[tuple[frozenset[str], str]] = set()
     for slot, view in pairs:
-        if not view.holds(sdb.metadata_namespace):
+        # The storage's metadata: the captured metadata namespace, or (Cassandra) the schema.
+        if not (view.metadata_in_schema or view.holds(sdb.metadata_namespace)):
             continue
         # The namespaces of this storage, under their restored names.
         names = {

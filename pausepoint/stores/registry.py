@@ -310,6 +310,26 @@ def _cassandra_locations(
     return frozenset(found)
 
 
+def _cassandra_namespaces(
+    cfg: CassandraConfig, *, as_target: bool, resolve: Resolver | None = None
+) -> StoreNamespaces:
+    # ScalarDB on Cassandra: a namespace is a keyspace of the cluster; the store captures its
+    # `keyspaces` on every node, and a restore keeps their names. ScalarDB 3.16 keeps no table
+    # metadata of its own there (CassandraAdmin.getTableMetadata reads the cluster's schema;
+    # its system keyspace, `scalardb`, holds no table), and each keyspace's schema is captured
+    # with it (schema.cql, the snapshots' CREATE TABLE with the table ids).
+    locs = _cassandra_locations(cfg, as_target=as_target, resolve=resolve)
+    return StoreNamespaces(
+        store=cfg.name,
+        storage=frozenset(f"cassandra:{x.server}" for x in locs),
+        captured=frozenset(cfg.keyspaces),
+        setting="keyspaces",
+        unit="keyspace",
+        location_of=lambda ns: frozenset(x for x in locs if x.database == ns.casefold()),
+        metadata_in_schema=True,
+    )
+
+
 BUILTIN: tuple[StoreKind, ...] = (
     StoreKind(
         kind="postgres",
@@ -407,6 +427,9 @@ BUILTIN: tuple[StoreKind, ...] = (
         # Not transactional across nodes or partitions: every node is snapshotted in a pause.
         capabilities=Capabilities(capture="snapshot", transactional=False),
         details=CassandraCaptureDetails,
+        scalardb=ScalarDbHooks(
+            _cassandra_namespaces, "pausepoint.stores.cassandra.scalardb_cql:CassandraScalarDbCql"
+        ),
     ),
 )
 

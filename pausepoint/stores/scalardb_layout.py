@@ -4,8 +4,10 @@ entry (``StoreKind.scalardb``), so nothing outside the registry asks which kind 
 
 ScalarDB's JDBC storage maps a namespace to a database on MySQL/MariaDB and to a schema of the
 configured database on PostgreSQL; its table metadata lives in a namespace of the same storage
-(``scalardb`` by default). ``StoreNamespaces`` says, for one store config, which storage it is,
-which namespaces it captures, and (as a restore target) which it restores under another name.
+(``scalardb`` by default). On Cassandra a namespace is a keyspace and the metadata is the
+cluster's own schema (``metadata_in_schema``). ``StoreNamespaces`` says, for one store config,
+which storage it is, which namespaces it captures, and (as a restore target) which it restores
+under another name.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ class StoreNamespaces:
     location_of: Callable[[str], frozenset[Location]] = field(
         default=lambda _ns: frozenset(), compare=False
     )
+    # True when the kind keeps ScalarDB's table metadata in the database's own schema, which
+    # is captured with each namespace (Cassandra: ScalarDB 3.16's CassandraAdmin reads the
+    # cluster's schema; its system keyspace holds no table): no metadata namespace to capture.
+    metadata_in_schema: bool = False
 
     def holds(self, namespace: str) -> bool:
         return self.captured is None or namespace in self.captured

@@ -349,3 +349,56 @@ def test_a_store_whose_kind_cannot_be_read_is_reported_not_checked():
     assert "NOT checked: store(s) ledger-ddb" in text
     assert "every record COMMITTED" not in text
     assert "every record COMMITTED" in ScalarDbCheck(component="l", tables=["a.b"]).summary()
+
+
+# --- Cassandra: a namespace is a keyspace, the metadata is the cluster's schema ---------------
+
+CASSANDRA = {
+    "kind": "cassandra",
+    "name": "ledger-cassandra",
+    "contact_points": ["127.0.0.1", "127.0.0.2"],
+    "nodes": [{"address": "127.0.0.1"}, {"address": "127.0.0.2"}],
+}
+
+
+def test_a_cassandra_store_holds_its_keyspaces_and_needs_no_metadata_namespace():
+    """ScalarDB 3.16 on Cassandra keeps no metadata table (CassandraAdmin reads the cluster's
+    schema, captured with each keyspace): the keyspaces and the coordinator suffice."""
+    sdb = {"namespaces": ["scalar"]}
+    whole = {**CASSANDRA, "keyspaces": ["scalar", "coordinator"]}
+    assert coverage_problems("ledger", site(whole, None, sdb).ledger) == []
+    assert check_coverage(site(whole, None, sdb)) == [
+        "ledger: namespaces scalar, coordinator 'coordinator' and metadata in each namespace's "
+        "own schema captured"
+    ]
+    view = registry.scalardb_namespaces(site(whole).ledger.stores[0], as_target=False)
+    assert view is not None and view.captured == {"scalar", "coordinator"}
+    assert view.renamed == {} and view.metadata_in_schema
+    assert {x.database for x in view.location_of("scalar")} == {"scalar"}
+
+
+def test_a_cassandra_store_without_the_coordinator_keyspace_is_named_with_the_fix():
+    lacking = {**CASSANDRA, "keyspaces": ["scalar"]}
+    problems = coverage_problems("ledger", site(lacking, None, {"namespaces": ["scalar"]}).ledger)
+    assert len(problems) == 1, problems
+    assert "the coordinator namespace 'coordinator' (table coordinator.state)" in problems[0]
+    assert (
+        "add 'coordinator' to `keyspaces` of store 'ledger-cassandra' (as a keyspace)"
+        in (problems[0])
+    )
+
+
+def test_cassandra_beside_a_jdbc_storage_still_needs_that_storages_metadata():
+    """The exemption is Cassandra's own: the PostgreSQL storage of a multi-storage component
+    still needs its metadata schema captured."""
+    sdb = {"namespaces": ["scalar", "pbank"]}
+    cass = {**CASSANDRA, "keyspaces": ["scalar", "coordinator"]}
+    problems = coverage_problems("ledger", site({**PG, "schemas": ["pbank"]}, None, sdb).ledger)
+    assert any("coordinator" in p for p in problems)
+    s = parse_site({"site": "s", "catalog": {"path": "c"}, "ledger": {
+        "targets": {"static": ["127.0.0.1:50053"]},
+        "stores": [cass, {**PG, "schemas": ["pbank"]}], "scalardb": sdb,
+    }})  # fmt: skip
+    problems = coverage_problems("ledger", s.ledger)
+    assert len(problems) == 1, problems
+    assert "add 'scalardb' to `schemas` of store 'ledger-pg'" in problems[0]
