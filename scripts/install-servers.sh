@@ -33,13 +33,14 @@ declare -A wanted=(
   [mariadb]=mariadb-client
   [mariadbd]=mariadb-server
   [mariadb-install-db]=mariadb-server
-  [ssh]=openssh-client
-  [ssh-keygen]=openssh-client
-  [sshd]=openssh-server
 )
-# The e2e tests drive the Prefect UI in headless Chromium; the demo never opens a browser.
+# The e2e tests drive the Prefect UI in headless Chromium and the Cassandra tests reach a node
+# over ssh; the demo does neither.
 if [ "$demo" -eq 0 ]; then
   wanted[chromium]=chromium
+  wanted[ssh]=openssh-client
+  wanted[ssh-keygen]=openssh-client
+  wanted[sshd]=openssh-server
 fi
 
 have() {
@@ -78,8 +79,8 @@ if [ "$print" -eq 1 ]; then
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  what="postgresql, mariadb, gcc, libxxhash-dev and openssh"
-  [ "$demo" -eq 0 ] && what="postgresql, mariadb, chromium, gcc, libxxhash-dev and openssh"
+  what="postgresql, mariadb, gcc and libxxhash-dev"
+  [ "$demo" -eq 0 ] && what="postgresql, mariadb, chromium, openssh, gcc and libxxhash-dev"
   echo "install-servers: $what are already installed"
   exit 0
 fi
