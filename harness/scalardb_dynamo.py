@@ -23,8 +23,9 @@ def _table(pk: list[str], ck: list[str], columns: dict[str, str], tx: bool) -> d
 
 
 def ledger_schema(namespace: str = "scalar") -> dict:
-    """The shape of ScalarDL Ledger 3.12's tables: ``asset`` and ``asset_metadata`` written
-    through consensus-commit transactions, the registries and ``tx_state`` as plain tables."""
+    """ScalarDL Ledger 3.12's tables: ``asset`` and ``asset_metadata`` written through
+    consensus-commit transactions, the registries (certificates, secrets, contracts, functions)
+    and ``tx_state`` as plain storage tables."""
     text, integer, bigint, blob = "TEXT", "INT", "BIGINT", "BLOB"
     tables = {
         "asset": _table(
@@ -36,9 +37,29 @@ def ledger_schema(namespace: str = "scalar") -> dict:
         "asset_metadata": _table(
             ["asset_id"], [], {"asset_id": text, "latest_age": integer}, tx=True
         ),
+        "contract": _table(
+            ["cert_holder_id"], ["cert_version", "id"],
+            {"id": text, "cert_holder_id": text, "cert_version": integer, "binary_name": text,
+             "properties": text, "registered_at": bigint, "signature": blob},
+            tx=False,
+        ),
+        "contract_class": _table(
+            ["binary_name"], [], {"binary_name": text, "byte_code": blob}, tx=False
+        ),
+        "function": _table(
+            ["id"], [],
+            {"id": text, "binary_name": text, "byte_code": blob, "registered_at": bigint},
+            tx=False,
+        ),
         "certificate": _table(
             ["holder_id"], ["version"],
             {"holder_id": text, "version": integer, "pem": text, "registered_at": bigint},
+            tx=False,
+        ),
+        "secret": _table(
+            ["entity_id"], ["key_version"],
+            {"entity_id": text, "key_version": integer, "secret_key": blob,
+             "registered_at": bigint},
             tx=False,
         ),
         "tx_state": _table(
