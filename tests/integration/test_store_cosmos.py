@@ -21,6 +21,7 @@ import pytest
 
 from pausepoint.errors import (
     CredentialsError,
+    PitrNotYetRestorableError,
     PitrWindowError,
     RestoreTargetError,
     StoreCheckError,
@@ -278,14 +279,16 @@ def test_restore_refuses_a_point_outside_the_window_before_anything(arm, tmp_pat
     """Window logic with time moved by the test (a local endpoint has no real provider lag)."""
     cap = capture(arm, tmp_path)
     target = store(arm, restore_as="scalardb-restored")
+    # Azure's latest restorable time has not reached the point yet: not yet, not never.
     arm.state.latest_restorable = cap.pitr_timestamp - timedelta(seconds=5)
-    with pytest.raises(PitrWindowError) as err:
+    with pytest.raises(PitrNotYetRestorableError, match="not restorable yet"):
         target.check_restorable(cap)
-    assert "outside the store's restorable window" in str(err.value)
     arm.state.latest_restorable = None
+    # Before the source's oldest restorable time: outside the window for good.
     old = capture(arm, tmp_path / "old", datetime.now(UTC) - timedelta(days=60))
-    with pytest.raises(PitrWindowError):
+    with pytest.raises(PitrWindowError) as err:
         target.check_restorable(old)
+    assert "outside the store's restorable window" in str(err.value)
     assert not arm.state.calls("PUT")
 
 
