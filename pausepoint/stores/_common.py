@@ -31,6 +31,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
@@ -42,9 +43,51 @@ from pausepoint.errors import (
     RestoreError,
     ToolMissingError,
 )
-from pausepoint.stores.base import Artifact, CaptureHandle, ProgressFn, Store
+from pausepoint.stores.base import (
+    Artifact,
+    CaptureDetails,
+    CaptureHandle,
+    ProgressFn,
+    Store,
+    StoreCapture,
+)
 
 CHUNK = 1 << 20  # 1 MiB: large enough that hashlib/zlib release the GIL and syscalls are few
+
+
+# --- point-in-time captures ------------------------------------------------------------------
+
+
+def pitr_capture(
+    store: Store,
+    h: CaptureHandle,
+    *,
+    method: str,
+    at: datetime,
+    details: CaptureDetails,
+    artifact: str,
+    payload: bytes,
+    progress: ProgressFn | None,
+) -> StoreCapture:
+    """What a point-in-time kind records after the window: one small artifact (what the point
+    restores from, checksummed like any other, so a damaged point is refused before a restore)
+    and no fingerprint: the data at the point cannot be read at capture time."""
+    with h.ctx.sink.open(artifact) as out:
+        out.write(payload)
+        written = out.close()
+    if progress is not None:
+        progress(store.name, written.size)
+    return StoreCapture(
+        name=store.name,
+        kind=store.kind,
+        method=method,
+        artifacts=[written],
+        fingerprint={},
+        fingerprint_method=store.fingerprint_method,
+        snapshot_established_at=h.opened_at,
+        pitr_timestamp=at,
+        details=details,
+    )
 
 
 # --- tools ----------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from pausepoint.errors import (
     TargetNotEmptyError,
 )
 from pausepoint.locations import Location
-from pausepoint.stores._common import verify_artifacts
+from pausepoint.stores._common import pitr_capture, verify_artifacts
 from pausepoint.stores.base import (
     CaptureHandle,
     Fingerprint,
@@ -177,23 +177,16 @@ class CosmosStore(Store[CosmosConfig]):
             oldest_restorable=_utc(props.oldest_restorable_time or props.creation_time),
             consistency=str(account.properties.consistency_policy.default_consistency_level),
         )
-        with h.ctx.sink.open("pitr.json") as out:
-            out.write(
-                json.dumps(
-                    {"point": at.isoformat(), "restorable_id": restorable.id}, sort_keys=True
-                ).encode()
-            )
-            artifact = out.close()
-        return StoreCapture(
-            name=self.name,
-            kind=self.kind,
+        payload = {"point": at.isoformat(), "restorable_id": restorable.id}
+        return pitr_capture(
+            self,
+            h,
             method="pitr",
-            artifacts=[artifact],
-            fingerprint={},
-            fingerprint_method=self.fingerprint_method,
-            snapshot_established_at=h.opened_at,
-            pitr_timestamp=at,
+            at=at,
             details=details,
+            artifact="pitr.json",
+            payload=json.dumps(payload, sort_keys=True).encode(),
+            progress=None,
         )
 
     # --- restore --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pausepoint.errors import (
     TargetNotEmptyError,
 )
 from pausepoint.stores._aws import AwsClients, bounded_pool
-from pausepoint.stores._common import verify_artifacts
+from pausepoint.stores._common import pitr_capture, verify_artifacts
 from pausepoint.stores.base import (
     CaptureHandle,
     Fingerprint,
@@ -137,23 +137,17 @@ class DynamoStore(Store[DynamoConfig]):
             table_prefix=self.config.table_prefix,
             tables=settings,
         )
-        with h.ctx.sink.open(ARTIFACT) as out:
-            out.write(details.model_dump_json(indent=2).encode())
-            artifact = out.close()
-        if progress is not None:
-            progress(self.name, artifact.size)
-        return StoreCapture(
-            name=self.name,
-            kind=self.kind,
+        # The items at the point cannot be read now: a restore is compared with nothing here
+        # (the ScalarDB checker or ledger validation checks the restored data).
+        return pitr_capture(
+            self,
+            h,
             method="dynamodb-pitr",
-            artifacts=[artifact],
-            # The items at the point cannot be read now: a restore is compared with nothing
-            # here (the ScalarDB checker or ledger validation checks the restored data).
-            fingerprint={},
-            fingerprint_method=self.fingerprint_method,
-            snapshot_established_at=h.opened_at,
-            pitr_timestamp=at,
+            at=at,
             details=details,
+            artifact=ARTIFACT,
+            payload=details.model_dump_json(indent=2).encode(),
+            progress=progress,
         )
 
     # --- restore ----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from pausepoint.errors import (
     StoreCheckError,
 )
 from pausepoint.stores._aws import AwsClients, error_code, utc, wait_until
-from pausepoint.stores._common import verify_artifacts
+from pausepoint.stores._common import pitr_capture, verify_artifacts
 from pausepoint.stores.base import (
     CaptureHandle,
     Fingerprint,
@@ -212,21 +212,15 @@ class RdsStore(Store[RdsConfig]):
             earliest=earliest,
             latest=latest,
         )
-        with h.ctx.sink.open(ARTIFACT) as out:
-            out.write(details.model_dump_json(indent=2).encode())
-            artifact = out.close()
-        if progress is not None:
-            progress(self.name, artifact.size)
-        return StoreCapture(
-            name=self.name,
-            kind=self.kind,
+        return pitr_capture(
+            self,
+            h,
             method="rds-pitr",
-            artifacts=[artifact],
-            fingerprint={},
-            fingerprint_method=self.fingerprint_method,
-            snapshot_established_at=h.opened_at,
-            pitr_timestamp=at,
+            at=at,
             details=details,
+            artifact=ARTIFACT,
+            payload=details.model_dump_json(indent=2).encode(),
+            progress=progress,
         )
 
     # --- restore ----------------------------------------------------------------------------------
